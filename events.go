@@ -1,0 +1,431 @@
+package webhooks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EventType names what happened, as Cakemail spells it: Noun.Verb in PascalCase.
+// Values the SDK does not know are kept as sent, so new events never break old receivers.
+type EventType string
+
+// The event types of the Cakemail API.
+const (
+	EventAccountCreated   EventType = "Account.Created"
+	EventAccountUpdated   EventType = "Account.Updated"
+	EventAccountConfirmed EventType = "Account.Confirmed"
+	EventAccountDeleted   EventType = "Account.Deleted"
+
+	EventContactAdded    EventType = "Contact.Added"
+	EventContactUpdated  EventType = "Contact.Updated"
+	EventContactRemoved  EventType = "Contact.Removed"
+	EventContactTagged   EventType = "Contact.Tagged"
+	EventContactUntagged EventType = "Contact.Untagged"
+
+	EventContactsExportCreated EventType = "ContactsExport.Created"
+	EventContactsExportDeleted EventType = "ContactsExport.Deleted"
+
+	EventCampaignCanceled    EventType = "Campaign.Canceled"
+	EventCampaignCreated     EventType = "Campaign.Created"
+	EventCampaignUnscheduled EventType = "Campaign.Unscheduled"
+	EventCampaignUpdated     EventType = "Campaign.Updated"
+	EventCampaignResumed     EventType = "Campaign.Resumed"
+	EventCampaignScheduled   EventType = "Campaign.Scheduled"
+	EventCampaignSuspended   EventType = "Campaign.Suspended"
+
+	EventCampaignLogExportCreated EventType = "CampaignLogExport.Created"
+
+	EventEmailSent               EventType = "Email.Sent"
+	EventEmailOpened             EventType = "Email.Opened"
+	EventEmailClicked            EventType = "Email.Clicked"
+	EventEmailBounced            EventType = "Email.Bounced"
+	EventEmailReportedAsSpam     EventType = "Email.ReportedAsSpam"
+	EventEmailUnsubscribed       EventType = "Email.Unsubscribed"
+	EventEmailGlobalUnsubscribed EventType = "Email.GlobalUnsubscribed"
+	EventEmailSubmitted          EventType = "Email.Submitted"
+	EventEmailQueued             EventType = "Email.Queued"
+	EventEmailRejected           EventType = "Email.Rejected"
+	EventEmailProcessing         EventType = "Email.Processing"
+	EventEmailDelivered          EventType = "Email.Delivered"
+	EventEmailError              EventType = "Email.Error"
+
+	EventUserCreated   EventType = "User.Created"
+	EventUserDeleted   EventType = "User.Deleted"
+	EventUserLoggedIn  EventType = "User.LoggedIn"
+	EventUserUpdated   EventType = "User.Updated"
+	EventUserConfirmed EventType = "User.Confirmed"
+
+	EventListCreated EventType = "List.Created"
+	EventListUpdated EventType = "List.Updated"
+	EventListDeleted EventType = "List.Deleted"
+
+	EventListLogsExportCreated EventType = "ListLogsExport.Created"
+
+	EventMFARecoveryCodesViewed EventType = "MFA.RecoveryCodesViewed"
+	EventMFAChallengeIssued     EventType = "MFA.ChallengeIssued"
+	EventMFAChallengeCompleted  EventType = "MFA.ChallengeCompleted"
+	EventMFAMethodAdded         EventType = "MFA.MethodAdded"
+	EventMFAMethodActivated     EventType = "MFA.MethodActivated"
+	EventMFAMethodDeleted       EventType = "MFA.MethodDeleted"
+
+	EventSegmentCreated EventType = "Segment.Created"
+	EventSegmentUpdated EventType = "Segment.Updated"
+	EventSegmentDeleted EventType = "Segment.Deleted"
+
+	EventSenderCreated               EventType = "Sender.Created"
+	EventSenderUpdated               EventType = "Sender.Updated"
+	EventSenderDeleted               EventType = "Sender.Deleted"
+	EventSenderConfirmed             EventType = "Sender.Confirmed"
+	EventSenderConfirmationEmailSent EventType = "Sender.ConfirmationEmailSent"
+
+	EventSuppressedEmailAdded   EventType = "SuppressedEmail.Added"
+	EventSuppressedEmailRemoved EventType = "SuppressedEmail.Removed"
+
+	EventSuppressedEmailsExportCreated EventType = "SuppressedEmailsExport.Created"
+	EventSuppressedEmailsExportDeleted EventType = "SuppressedEmailsExport.Deleted"
+)
+
+// Event types named in Cakemail's webhook guide but absent from the API description.
+const (
+	EventCampaignSent        EventType = "Campaign.Sent"
+	EventContactUnsubscribed EventType = "Contact.Unsubscribed"
+)
+
+// knownEventTypes is in API order, then the guide's extras; EventTypes returns a copy.
+var knownEventTypes = [...]EventType{
+	EventAccountCreated,
+	EventAccountUpdated,
+	EventAccountConfirmed,
+	EventAccountDeleted,
+	EventContactAdded,
+	EventContactUpdated,
+	EventContactRemoved,
+	EventContactTagged,
+	EventContactUntagged,
+	EventContactsExportCreated,
+	EventContactsExportDeleted,
+	EventCampaignCanceled,
+	EventCampaignCreated,
+	EventCampaignUnscheduled,
+	EventCampaignUpdated,
+	EventCampaignResumed,
+	EventCampaignScheduled,
+	EventCampaignSuspended,
+	EventCampaignLogExportCreated,
+	EventEmailSent,
+	EventEmailOpened,
+	EventEmailClicked,
+	EventEmailBounced,
+	EventEmailReportedAsSpam,
+	EventEmailUnsubscribed,
+	EventEmailGlobalUnsubscribed,
+	EventEmailSubmitted,
+	EventEmailQueued,
+	EventEmailRejected,
+	EventEmailProcessing,
+	EventEmailDelivered,
+	EventEmailError,
+	EventUserCreated,
+	EventUserDeleted,
+	EventUserLoggedIn,
+	EventUserUpdated,
+	EventUserConfirmed,
+	EventListCreated,
+	EventListUpdated,
+	EventListDeleted,
+	EventListLogsExportCreated,
+	EventMFARecoveryCodesViewed,
+	EventMFAChallengeIssued,
+	EventMFAChallengeCompleted,
+	EventMFAMethodAdded,
+	EventMFAMethodActivated,
+	EventMFAMethodDeleted,
+	EventSegmentCreated,
+	EventSegmentUpdated,
+	EventSegmentDeleted,
+	EventSenderCreated,
+	EventSenderUpdated,
+	EventSenderDeleted,
+	EventSenderConfirmed,
+	EventSenderConfirmationEmailSent,
+	EventSuppressedEmailAdded,
+	EventSuppressedEmailRemoved,
+	EventSuppressedEmailsExportCreated,
+	EventSuppressedEmailsExportDeleted,
+	EventCampaignSent,
+	EventContactUnsubscribed,
+}
+
+// cliAliases maps the lower-case names of Cakemail's CLI documentation that have
+// no same-named API event to the API event they mean. Keys are normalised.
+var cliAliases = map[string]EventType{
+	"email.complained":    EventEmailReportedAsSpam,
+	"email.spamcomplaint": EventEmailReportedAsSpam,
+	"campaign.cancelled":  EventCampaignCanceled,
+	"campaign.completed":  EventCampaignSent,
+	"contact.subscribed":  EventContactAdded,
+}
+
+// eventTypeIndex finds a known event type by its normalised name, aliases included.
+var eventTypeIndex = func() map[string]EventType {
+	m := make(map[string]EventType, len(knownEventTypes)+len(cliAliases))
+	for _, t := range knownEventTypes {
+		m[normalizeEventName(string(t))] = t
+	}
+	for k, t := range cliAliases {
+		m[k] = t
+	}
+	return m
+}()
+
+// normalizeEventName folds case and drops '_' and '-' so that "Email.ReportedAsSpam",
+// "email.reported_as_spam" and "EMAIL.REPORTEDASSPAM" compare equal.
+func normalizeEventName(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range strings.TrimSpace(s) {
+		switch {
+		case r == '_' || r == '-':
+		case 'A' <= r && r <= 'Z':
+			b.WriteRune(r + ('a' - 'A'))
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// EventTypes returns every known event type in a stable order.
+func EventTypes() []EventType {
+	out := make([]EventType, len(knownEventTypes))
+	copy(out, knownEventTypes[:])
+	return out
+}
+
+// Known reports whether t is one of the event types in EventTypes.
+func (t EventType) Known() bool {
+	for _, k := range knownEventTypes {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
+// String returns the event type as Cakemail spells it.
+func (t EventType) String() string { return string(t) }
+
+// ParseEventType resolves a name to its event type: a canonical name in any letter
+// case ("email.opened", "Email.ReportedAsSpam") or a name from Cakemail's CLI
+// documentation ("email.spam_complaint", "campaign.cancelled", "contact.subscribed").
+// An unknown name is an error wrapping ErrUnknownEventType that suggests the closest
+// known name.
+func ParseEventType(s string) (EventType, error) {
+	key := normalizeEventName(s)
+	if t, ok := eventTypeIndex[key]; ok {
+		return t, nil
+	}
+	if strings.TrimSpace(s) == "" {
+		return "", fmt.Errorf("%w: empty name", ErrUnknownEventType)
+	}
+	return "", fmt.Errorf("%w %q; did you mean %q?", ErrUnknownEventType, s, closestEventType(key))
+}
+
+// closestEventType returns the known type whose normalised name, or one of whose
+// aliases, is the fewest edits away from key.
+func closestEventType(key string) EventType {
+	best, bestDist := knownEventTypes[0], -1
+	for name, t := range eventTypeIndex {
+		d := editDistance(key, name)
+		// Ties go to the alphabetically first name so the suggestion is stable.
+		if bestDist < 0 || d < bestDist || (d == bestDist && t < best) {
+			best, bestDist = t, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, counted in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Event is one delivery from Cakemail, in either documented payload shape.
+type Event struct {
+	// Type is the event as sent; compare it with the Event* constants.
+	Type EventType
+	// AccountID is the account the event happened in (API shape only).
+	AccountID int
+	// IP is the address the action came from, when Cakemail knows it (API shape only).
+	IP string
+	// User is who acted, when Cakemail says (API shape only).
+	User *EventUser
+	// CreatedAt is when the event happened: created_on (Unix seconds) in the API
+	// shape, timestamp (RFC 3339) in the guide's. Zero when the payload has neither.
+	CreatedAt time.Time
+	// Data holds the event-specific fields; read them with DecodeData.
+	Data json.RawMessage
+}
+
+// EventUser is the user an event is attributed to. Cakemail sends nulls for
+// unknown parts, which stay zero.
+type EventUser struct {
+	ID        string
+	Email     string
+	AccountID int
+}
+
+// wireEvent accepts both payload shapes at once.
+type wireEvent struct {
+	Event     *string         `json:"event"`
+	AccountID flexInt         `json:"account_id"`
+	IP        string          `json:"ip"`
+	User      *wireEventUser  `json:"user"`
+	CreatedOn json.RawMessage `json:"created_on"`
+	Timestamp json.RawMessage `json:"timestamp"`
+	Data      json.RawMessage `json:"data"`
+}
+
+type wireEventUser struct {
+	ID        flexString `json:"id"`
+	Email     string     `json:"email"`
+	AccountID flexInt    `json:"account_id"`
+}
+
+// ParseEvent reads a delivery body in the API's shape (event, account_id, ip, user,
+// created_on in Unix seconds, data) or the guide's (event, timestamp in RFC 3339,
+// data). It does not check the signature: use ConstructEvent for bodies off the wire.
+func ParseEvent(payload []byte) (*Event, error) {
+	var w wireEvent
+	if err := json.Unmarshal(payload, &w); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field == "" {
+			return nil, fmt.Errorf("%w: payload is a JSON %s, not an object", ErrInvalidEvent, typeErr.Value)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	if w.Event == nil || *w.Event == "" {
+		return nil, fmt.Errorf("%w: no \"event\" field", ErrInvalidEvent)
+	}
+	e := &Event{
+		Type:      EventType(*w.Event),
+		AccountID: int(w.AccountID),
+		IP:        w.IP,
+		Data:      w.Data,
+	}
+	if w.User != nil {
+		e.User = &EventUser{ID: string(w.User.ID), Email: w.User.Email, AccountID: int(w.User.AccountID)}
+	}
+	created, err := eventTime(w.CreatedOn, w.Timestamp)
+	if err != nil {
+		return nil, err
+	}
+	e.CreatedAt = created
+	return e, nil
+}
+
+// eventTime reads created_on (Unix seconds, number or numeric string) or, failing
+// that, timestamp (RFC 3339). Both absent or null is the zero time.
+func eventTime(createdOn, timestamp json.RawMessage) (time.Time, error) {
+	if !isNullJSON(createdOn) {
+		s := strings.Trim(string(createdOn), `"`)
+		secs, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%w: created_on is not Unix seconds", ErrInvalidEvent)
+		}
+		whole := int64(secs)
+		return time.Unix(whole, int64((secs-float64(whole))*1e9)).UTC(), nil
+	}
+	if !isNullJSON(timestamp) {
+		var s string
+		if err := json.Unmarshal(timestamp, &s); err != nil {
+			return time.Time{}, fmt.Errorf("%w: timestamp is not an RFC 3339 string", ErrInvalidEvent)
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%w: timestamp is not RFC 3339", ErrInvalidEvent)
+		}
+		return t, nil
+	}
+	return time.Time{}, nil
+}
+
+func isNullJSON(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null"
+}
+
+// DecodeData unmarshals the event's data into v, a pointer to a struct or map.
+func (e *Event) DecodeData(v any) error {
+	if isNullJSON(e.Data) {
+		return fmt.Errorf("webhooks: event %s has no data", e.Type)
+	}
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return fmt.Errorf("webhooks: decoding %s data: %w", e.Type, err)
+	}
+	return nil
+}
+
+// flexInt reads an id sent as a number, a numeric string or null.
+type flexInt int
+
+func (n *flexInt) UnmarshalJSON(b []byte) error {
+	if isNullJSON(b) {
+		return nil
+	}
+	v, err := strconv.Atoi(strings.Trim(string(b), `"`))
+	if err != nil {
+		return fmt.Errorf("want an integer id, got %s", truncate(string(b), 32))
+	}
+	*n = flexInt(v)
+	return nil
+}
+
+// flexString reads an id sent as a string, a number or null.
+type flexString string
+
+func (s *flexString) UnmarshalJSON(b []byte) error {
+	if isNullJSON(b) {
+		return nil
+	}
+	if b[0] == '"' {
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = flexString(v)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("want a string or number id, got %s", truncate(string(b), 32))
+	}
+	*s = flexString(n)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
