@@ -1,10 +1,23 @@
 package webhooks
 
 import (
+	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
 )
 
 // The headers Cakemail puts the signature in. The API guide shows X-Signature with
@@ -33,4 +46,360 @@ func mac(payload []byte, secret string) [sha256.Size]byte {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	return sum
+}
+
+// SignatureFromHeader returns the delivery's signature: X-Signature, or
+// X-Cakemail-Signature when that is empty.
+func SignatureFromHeader(h http.Header) string {
+	if v := h.Get(SignatureHeader); strings.TrimSpace(v) != "" {
+		return v
+	}
+	return h.Get(LegacySignatureHeader)
+}
+
+// Verify checks that header holds the HMAC-SHA256 of payload keyed with secret.
+// The header may be base64 (standard or URL-safe, padded or not) or hex, with an
+// optional "sha256=" prefix; of several comma- or space-separated values one
+// must match. For many deliveries, a Verifier is faster and allocates nothing.
+func Verify(payload []byte, header, secret string) error {
+	if secret == "" {
+		return ErrEmptySecret
+	}
+	var cands candidates
+	if err := cands.parse(header); err != nil {
+		return err
+	}
+	sum := mac(payload, secret)
+	if !cands.match(&sum) {
+		return ErrSignatureMismatch
+	}
+	return nil
+}
+
+// maxCandidates bounds the work one header can cause.
+const maxCandidates = 8
+
+// candidates are the decoded digests of a signature header.
+type candidates struct {
+	n      int
+	digest [maxCandidates][sha256.Size]byte
+	buf    [44]byte // scratch for base64 text: 32 bytes encode to 44 characters
+}
+
+// parse decodes every value of header that is a 32-byte digest.
+func (c *candidates) parse(header string) error {
+	c.n = 0
+	rest := strings.TrimSpace(header)
+	if rest == "" {
+		return ErrMissingSignature
+	}
+	for rest != "" && c.n < maxCandidates {
+		var value string
+		if i := strings.IndexAny(rest, ", \t"); i >= 0 {
+			value, rest = rest[:i], rest[i+1:]
+		} else {
+			value, rest = rest, ""
+		}
+		if len(value) > 7 && strings.EqualFold(value[:7], "sha256=") {
+			value = value[7:]
+		}
+		if c.decode(value, &c.digest[c.n]) {
+			c.n++
+		}
+	}
+	if c.n == 0 {
+		return ErrMalformedSignature
+	}
+	return nil
+}
+
+// decode reads one value, hex or base64 told apart by length: 32 bytes are 64
+// hex digits, or 43 base64 characters (44 with padding).
+func (c *candidates) decode(s string, dst *[sha256.Size]byte) bool {
+	switch len(s) {
+	case 2 * sha256.Size:
+		return decodeHex(s, dst)
+	case 43, 44:
+		if len(s) == 44 {
+			if s[43] != '=' {
+				return false
+			}
+			s = s[:43]
+		}
+		// Fold the URL-safe alphabet into the standard one, copying into a fixed
+		// buffer so that decoding allocates nothing.
+		for i := 0; i < len(s); i++ {
+			switch ch := s[i]; ch {
+			case '-':
+				c.buf[i] = '+'
+			case '_':
+				c.buf[i] = '/'
+			default:
+				c.buf[i] = ch
+			}
+		}
+		n, err := base64.RawStdEncoding.Decode(dst[:], c.buf[:43])
+		return err == nil && n == sha256.Size
+	}
+	return false
+}
+
+func decodeHex(s string, dst *[sha256.Size]byte) bool {
+	for i := range dst {
+		hi, ok1 := fromHexChar(s[2*i])
+		lo, ok2 := fromHexChar(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func fromHexChar(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// match compares sum with every candidate in constant time.
+func (c *candidates) match(sum *[sha256.Size]byte) bool {
+	matched := 0
+	for i := 0; i < c.n; i++ {
+		matched |= subtle.ConstantTimeCompare(sum[:], c.digest[i][:])
+	}
+	return matched == 1
+}
+
+// ConstructEvent verifies a delivery with secret, then parses it.
+func ConstructEvent(payload []byte, header, secret string) (*Event, error) {
+	if err := Verify(payload, header, secret); err != nil {
+		return nil, err
+	}
+	return ParseEvent(payload)
+}
+
+// DefaultMaxBodyBytes is the largest delivery a Verifier reads unless told otherwise.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Verifier checks deliveries against one or more secrets. It is safe for
+// concurrent use and, once warm, Verify allocates nothing.
+type Verifier struct {
+	secrets   int // how many; the keys themselves live only inside the pooled HMACs
+	maxBody   int64
+	tolerance time.Duration
+	now       func() time.Time
+	states    sync.Pool // of *verifyState
+}
+
+// verifyState is one goroutine's scratch: an HMAC keyed with each secret, kept
+// so that key setup and buffers are paid once, not on every delivery.
+type verifyState struct {
+	macs  []hash.Hash
+	sum   [sha256.Size]byte
+	cands candidates
+}
+
+// VerifierOption configures a Verifier.
+type VerifierOption func(*Verifier) error
+
+// WithMaxBodyBytes sets the largest body accepted, 1 MiB by default.
+func WithMaxBodyBytes(n int64) VerifierOption {
+	return func(v *Verifier) error {
+		if n <= 0 {
+			return fmt.Errorf("webhooks: WithMaxBodyBytes(%d): must be positive", n)
+		}
+		v.maxBody = n
+		return nil
+	}
+}
+
+// WithTolerance rejects deliveries whose created_on or timestamp is further than
+// d from now, after their signature passed. It is off by default because
+// Cakemail retries failed deliveries with their original timestamp.
+func WithTolerance(d time.Duration) VerifierOption {
+	return func(v *Verifier) error {
+		if d <= 0 {
+			return fmt.Errorf("webhooks: WithTolerance(%s): must be positive", d)
+		}
+		v.tolerance = d
+		return nil
+	}
+}
+
+// WithClock sets the clock WithTolerance reads, for tests.
+func WithClock(now func() time.Time) VerifierOption {
+	return func(v *Verifier) error {
+		if now == nil {
+			return errors.New("webhooks: WithClock(nil)")
+		}
+		v.now = now
+		return nil
+	}
+}
+
+// NewVerifier returns a Verifier that accepts a delivery signed with any of
+// secrets, so that a secret can be rotated without downtime.
+func NewVerifier(secrets []string, opts ...VerifierOption) (*Verifier, error) {
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("%w: no secrets given", ErrEmptySecret)
+	}
+	keys := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		if s == "" {
+			return nil, fmt.Errorf("%w: secret %d of %d is empty", ErrEmptySecret, i+1, len(secrets))
+		}
+		keys[i] = []byte(s)
+	}
+	v := &Verifier{secrets: len(secrets), maxBody: DefaultMaxBodyBytes, now: time.Now}
+	for _, opt := range opts {
+		if err := opt(v); err != nil {
+			return nil, err
+		}
+	}
+	v.states.New = func() any {
+		st := &verifyState{macs: make([]hash.Hash, len(keys))}
+		for i, k := range keys {
+			st.macs[i] = hmac.New(sha256.New, k)
+		}
+		return st
+	}
+	return v, nil
+}
+
+// String describes the Verifier without its secrets.
+func (v *Verifier) String() string {
+	return fmt.Sprintf("webhooks.Verifier{secrets: %d, maxBody: %d, tolerance: %s}", v.secrets, v.maxBody, v.tolerance)
+}
+
+// GoString keeps %#v from printing the keyed HMAC state.
+func (v *Verifier) GoString() string { return v.String() }
+
+// LogValue keeps slog from printing the keyed HMAC state.
+func (v *Verifier) LogValue() slog.Value { return slog.StringValue(v.String()) }
+
+// Verify checks payload against header with every secret of v; see the package
+// function Verify for the header forms accepted.
+func (v *Verifier) Verify(payload []byte, header string) error {
+	if int64(len(payload)) > v.maxBody {
+		return ErrBodyTooLarge
+	}
+	st := v.states.Get().(*verifyState)
+	defer v.states.Put(st)
+	if err := st.cands.parse(header); err != nil {
+		return err
+	}
+	matched := false
+	for _, m := range st.macs {
+		m.Reset()
+		m.Write(payload)
+		m.Sum(st.sum[:0])
+		// Every secret is tried even after a match, so timing does not tell which.
+		if st.cands.match(&st.sum) {
+			matched = true
+		}
+	}
+	if !matched {
+		return ErrSignatureMismatch
+	}
+	if v.tolerance > 0 {
+		return v.checkTimestamp(payload)
+	}
+	return nil
+}
+
+// checkTimestamp enforces WithTolerance on a payload whose signature passed.
+func (v *Verifier) checkTimestamp(payload []byte) error {
+	var stamps struct {
+		CreatedOn json.RawMessage `json:"created_on"`
+		Timestamp json.RawMessage `json:"timestamp"`
+	}
+	if err := json.Unmarshal(payload, &stamps); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	at, err := eventTime(stamps.CreatedOn, stamps.Timestamp)
+	if err != nil {
+		return err
+	}
+	if at.IsZero() {
+		return fmt.Errorf("%w: no created_on or timestamp to check the tolerance against", ErrInvalidEvent)
+	}
+	age := v.now().Sub(at)
+	switch {
+	case age > v.tolerance:
+		return fmt.Errorf("%w: %s old, tolerance %s", ErrTooOld, age.Round(time.Second), v.tolerance)
+	case -age > v.tolerance:
+		return fmt.Errorf("%w: %s ahead, tolerance %s", ErrTooNew, (-age).Round(time.Second), v.tolerance)
+	}
+	return nil
+}
+
+// ConstructEvent verifies a delivery, then parses it.
+func (v *Verifier) ConstructEvent(payload []byte, header string) (*Event, error) {
+	if err := v.Verify(payload, header); err != nil {
+		return nil, err
+	}
+	return ParseEvent(payload)
+}
+
+// VerifyRequest reads r's body, at most the Verifier's limit, verifies it with
+// the request's signature header and returns it. r.Body is replaced by the
+// bytes read, so later handlers can read the body again.
+func (v *Verifier) VerifyRequest(r *http.Request) ([]byte, error) {
+	if r.ContentLength > v.maxBody {
+		return nil, ErrBodyTooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, v.maxBody+1))
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: reading the request body: %w", err)
+	}
+	if int64(len(body)) > v.maxBody {
+		return nil, ErrBodyTooLarge
+	}
+	if err := v.Verify(body, SignatureFromHeader(r.Header)); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+type eventContextKey struct{}
+
+// Middleware lets through only verified deliveries, with their parsed Event in
+// the request context (see EventFromContext). It answers 401 to a missing or
+// wrong signature or a timestamp outside the tolerance, 413 to a body over the
+// limit, and 400 to a verified body that is not an event.
+func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := v.VerifyRequest(r)
+		if err == nil {
+			var event *Event
+			if event, err = ParseEvent(body); err == nil {
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), eventContextKey{}, event)))
+				return
+			}
+		}
+		switch {
+		case errors.Is(err, ErrBodyTooLarge):
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		case errors.Is(err, ErrMissingSignature), errors.Is(err, ErrMalformedSignature),
+			errors.Is(err, ErrSignatureMismatch), errors.Is(err, ErrTooOld), errors.Is(err, ErrTooNew):
+			http.Error(w, "invalid signature", http.StatusUnauthorized)
+		default:
+			http.Error(w, "invalid event payload", http.StatusBadRequest)
+		}
+	})
+}
+
+// EventFromContext returns the Event that Middleware verified for this request.
+func EventFromContext(ctx context.Context) (*Event, bool) {
+	e, ok := ctx.Value(eventContextKey{}).(*Event)
+	return e, ok && e != nil
 }
