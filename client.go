@@ -1,0 +1,621 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// DefaultBaseURL is the Cakemail API.
+const DefaultBaseURL = "https://api.cakemail.dev"
+
+// Version is this SDK's version, sent in the default User-Agent.
+const Version = "0.1.0"
+
+// Client calls the Cakemail webhooks API. It is safe for concurrent use.
+type Client struct {
+	baseURL    string // without a trailing slash
+	accountID  int    // 0: the user's own account
+	accountErr error  // set by ForAccount with a bad id, returned by every call
+	userAgent  string
+	logger     *slog.Logger
+	http       *retryablehttp.Client
+	auth       *tokenSource
+}
+
+// Option configures a Client.
+type Option func(*clientConfig) error
+
+type clientConfig struct {
+	accessToken        string
+	username, password string
+	baseURL            string
+	httpClient         *http.Client
+	accountID          int
+	retryMax           int
+	retryWaitMin       time.Duration
+	retryWaitMax       time.Duration
+	userAgent          string
+	logger             *slog.Logger
+}
+
+// WithAccessToken authenticates with a token you already have; it is never refreshed.
+func WithAccessToken(token string) Option {
+	return func(c *clientConfig) error {
+		if strings.TrimSpace(token) == "" {
+			return fmt.Errorf("%w: WithAccessToken: empty token", ErrInvalidParams)
+		}
+		c.accessToken, c.username, c.password = token, "", ""
+		return nil
+	}
+}
+
+// WithCredentials logs in with a username and password (the OAuth password grant)
+// and refreshes the access token as it expires.
+func WithCredentials(username, password string) Option {
+	return func(c *clientConfig) error {
+		if username == "" || password == "" {
+			return fmt.Errorf("%w: WithCredentials: empty username or password", ErrInvalidParams)
+		}
+		c.accessToken, c.username, c.password = "", username, password
+		return nil
+	}
+}
+
+// WithBaseURL sets the API's address, DefaultBaseURL by default.
+func WithBaseURL(rawURL string) Option {
+	return func(c *clientConfig) error {
+		u, err := url.Parse(rawURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("%w: WithBaseURL(%q): want an absolute http or https URL without query", ErrInvalidParams, rawURL)
+		}
+		c.baseURL = strings.TrimRight(u.String(), "/")
+		return nil
+	}
+}
+
+// WithHTTPClient sets the HTTP client requests go through; its Transport and
+// Timeout apply to every attempt.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *clientConfig) error {
+		if hc == nil {
+			return fmt.Errorf("%w: WithHTTPClient(nil)", ErrInvalidParams)
+		}
+		c.httpClient = hc
+		return nil
+	}
+}
+
+// WithAccountID acts on a sub-account: account_id is sent on every call.
+func WithAccountID(id int) Option {
+	return func(c *clientConfig) error {
+		if id < 1 {
+			return fmt.Errorf("%w: WithAccountID(%d): account ids start at 1", ErrInvalidParams, id)
+		}
+		c.accountID = id
+		return nil
+	}
+}
+
+// WithRetryMax sets how many times a failed call is retried, 3 by default; 0 disables retries.
+func WithRetryMax(n int) Option {
+	return func(c *clientConfig) error {
+		if n < 0 {
+			return fmt.Errorf("%w: WithRetryMax(%d): must not be negative", ErrInvalidParams, n)
+		}
+		c.retryMax = n
+		return nil
+	}
+}
+
+// WithRetryWait bounds the wait between retries, 1 s to 30 s by default.
+// Retry-After is honoured up to max.
+func WithRetryWait(min, max time.Duration) Option {
+	return func(c *clientConfig) error {
+		if min < 0 || max < min {
+			return fmt.Errorf("%w: WithRetryWait(%s, %s): want 0 <= min <= max", ErrInvalidParams, min, max)
+		}
+		c.retryWaitMin, c.retryWaitMax = min, max
+		return nil
+	}
+}
+
+// WithUserAgent replaces the User-Agent header, which names this SDK by default.
+func WithUserAgent(ua string) Option {
+	return func(c *clientConfig) error {
+		if strings.TrimSpace(ua) == "" {
+			return fmt.Errorf("%w: WithUserAgent: empty", ErrInvalidParams)
+		}
+		c.userAgent = ua
+		return nil
+	}
+}
+
+// WithLogger logs requests, retries and token refreshes at debug level; the
+// default is silent. Tokens and secrets are never logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *clientConfig) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalidParams)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// NewClient returns a Client; it sends nothing until the first call.
+// It needs WithAccessToken or WithCredentials; later options override earlier ones.
+func NewClient(opts ...Option) (*Client, error) {
+	cfg := clientConfig{
+		baseURL:      DefaultBaseURL,
+		retryMax:     3,
+		retryWaitMin: time.Second,
+		retryWaitMax: 30 * time.Second,
+		userAgent:    "cakemail-go-webhooks/" + Version,
+		logger:       slog.New(discardHandler{}),
+	}
+	for _, opt := range opts {
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.accessToken == "" && cfg.username == "" {
+		return nil, ErrNoCredentials
+	}
+	hc := cfg.httpClient
+	if hc == nil {
+		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	rc := &retryablehttp.Client{
+		HTTPClient:   hc,
+		Logger:       slogAdapter{cfg.logger}, // never nil: retryablehttp's default logger writes to stderr
+		RetryWaitMin: cfg.retryWaitMin,
+		RetryWaitMax: cfg.retryWaitMax,
+		RetryMax:     cfg.retryMax,
+		CheckRetry:   checkRetry,
+		Backoff:      backoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	c := &Client{
+		baseURL:   cfg.baseURL,
+		accountID: cfg.accountID,
+		userAgent: cfg.userAgent,
+		logger:    cfg.logger,
+		http:      rc,
+	}
+	c.auth = &tokenSource{client: c, access: cfg.accessToken, username: cfg.username, password: cfg.password}
+	return c, nil
+}
+
+// NewClientFromEnv builds a Client from CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME
+// and CAKEMAIL_PASSWORD, and the optional CAKEMAIL_BASE_URL and CAKEMAIL_ACCOUNT_ID.
+// Options given here override the environment.
+func NewClientFromEnv(opts ...Option) (*Client, error) {
+	var env []Option
+	if v := os.Getenv("CAKEMAIL_BASE_URL"); v != "" {
+		env = append(env, WithBaseURL(v))
+	}
+	if v := os.Getenv("CAKEMAIL_ACCOUNT_ID"); v != "" {
+		id, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: CAKEMAIL_ACCOUNT_ID=%q is not a number", ErrInvalidParams, v)
+		}
+		env = append(env, WithAccountID(id))
+	}
+	user, pass := os.Getenv("CAKEMAIL_USERNAME"), os.Getenv("CAKEMAIL_PASSWORD")
+	switch {
+	case os.Getenv("CAKEMAIL_ACCESS_TOKEN") != "":
+		env = append(env, WithAccessToken(os.Getenv("CAKEMAIL_ACCESS_TOKEN")))
+	case user != "" && pass != "":
+		env = append(env, WithCredentials(user, pass))
+	case user != "" || pass != "":
+		return nil, fmt.Errorf("%w: set both CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD", ErrNoCredentials)
+	}
+	return NewClient(append(env, opts...)...)
+}
+
+// ForAccount returns a client for another account that shares c's connections
+// and tokens. An id below 1 makes every call fail with ErrInvalidParams.
+func (c *Client) ForAccount(id int) *Client {
+	other := *c
+	other.accountID, other.accountErr = id, nil
+	if id < 1 {
+		other.accountErr = fmt.Errorf("%w: ForAccount(%d): account ids start at 1", ErrInvalidParams, id)
+	}
+	return &other
+}
+
+// String describes the client without its credentials.
+func (c *Client) String() string {
+	auth := "access token"
+	if c.auth.username != "" {
+		auth = "credentials"
+	}
+	return fmt.Sprintf("webhooks.Client{baseURL: %s, accountID: %d, auth: %s}", c.baseURL, c.accountID, auth)
+}
+
+// GoString keeps %#v from printing credentials.
+func (c *Client) GoString() string { return c.String() }
+
+// Format keeps every fmt verb from printing credentials.
+func (c *Client) Format(f fmt.State, verb rune) { io.WriteString(f, c.String()) }
+
+// LogValue keeps slog from printing credentials.
+func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// CompleteMFA finishes a login that failed with *MFARequiredError, with the
+// challenge from that error and a code from the user's MFA method.
+func (c *Client) CompleteMFA(ctx context.Context, challenge, code string) error {
+	if challenge == "" || code == "" {
+		return fmt.Errorf("%w: CompleteMFA needs a challenge and a code", ErrInvalidParams)
+	}
+	if c.auth.username == "" {
+		return fmt.Errorf("%w: CompleteMFA needs a client made WithCredentials", ErrInvalidParams)
+	}
+	body, err := json.Marshal(map[string]string{"challenge": challenge, "code": code})
+	if err != nil {
+		return err
+	}
+	tok, err := c.auth.post(ctx, "/token/challenge", "application/json", body)
+	if err != nil {
+		return err
+	}
+	c.auth.store(tok)
+	return nil
+}
+
+// retry policies, carried in the request context to checkRetry.
+type retryPolicy int
+
+const (
+	retrySafe        retryPolicy = iota // the call can be repeated without harm
+	retryUnreachable                    // only when the server cannot have seen it
+)
+
+type retryPolicyKey struct{}
+
+// checkRetry decides for go-retryablehttp whether an attempt is worth repeating.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	policy, _ := ctx.Value(retryPolicyKey{}).(retryPolicy)
+	if err != nil {
+		if policy == retryUnreachable {
+			// A failed dial never reached the server; anything later may have.
+			var opErr *net.OpError
+			return errors.As(err, &opErr) && opErr.Op == "dial", nil
+		}
+		return retryablehttp.DefaultRetryPolicy(ctx, nil, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests:
+		return true, nil
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return policy == retrySafe, nil
+	}
+	return false, nil
+}
+
+// backoff waits as Retry-After says, up to max, or else exponentially from min
+// with jitter, so that clients that failed together do not retry together.
+func backoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil {
+		if d := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
+			return clampDuration(d, max)
+		}
+	}
+	d := min
+	for i := 0; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = clampDuration(d, max)
+	if d <= 1 {
+		return d
+	}
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func clampDuration(d, max time.Duration) time.Duration {
+	if d > max || d < 0 {
+		return max
+	}
+	return d
+}
+
+// call is one API operation.
+type call struct {
+	method string
+	path   string // already escaped
+	query  url.Values
+	body   any // marshalled to JSON when non-nil
+	policy retryPolicy
+}
+
+// do performs c, retrying as its policy allows, and decodes the answer into out.
+func (c *Client) do(ctx context.Context, op call, out any) error {
+	if c.accountErr != nil {
+		return c.accountErr
+	}
+	var payload []byte
+	if op.body != nil {
+		var err error
+		if payload, err = json.Marshal(op.body); err != nil {
+			return fmt.Errorf("webhooks: %s %s: encoding the request: %w", op.method, op.path, err)
+		}
+	}
+	query := op.query
+	if c.accountID != 0 {
+		if query == nil {
+			query = url.Values{}
+		}
+		query.Set("account_id", strconv.Itoa(c.accountID))
+	}
+	target := c.baseURL + op.path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	ctx = context.WithValue(ctx, retryPolicyKey{}, op.policy)
+
+	// A 401 on a refreshable login means the token died early: refresh and replay once.
+	for replay := 0; ; replay++ {
+		token, err := c.auth.token(ctx)
+		if err != nil {
+			return err
+		}
+		resp, err := c.send(ctx, op.method, target, payload, token)
+		if err != nil {
+			return fmt.Errorf("webhooks: %s %s: %w", op.method, op.path, err)
+		}
+		if resp.StatusCode == http.StatusUnauthorized && replay == 0 && c.auth.refreshable() {
+			drain(resp)
+			c.auth.invalidate(token)
+			continue
+		}
+		return c.decode(op, resp, out)
+	}
+}
+
+// send makes one logical request; go-retryablehttp repeats it as needed.
+func (c *Client) send(ctx context.Context, method, target string, payload []byte, token string) (*http.Response, error) {
+	var body any
+	if payload != nil {
+		body = payload
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			return nil, fmt.Errorf("%w (%v)", ctxErr, err)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (c *Client) decode(op call, resp *http.Response, out any) error {
+	defer drain(resp)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return newAPIError(op.method, op.path, resp, time.Now())
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("webhooks: %s %s: decoding the response: %w", op.method, op.path, err)
+	}
+	return nil
+}
+
+// drain reads what is left of a body, so the connection can be reused, and closes it.
+func drain(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+// slogAdapter gives go-retryablehttp's log lines to slog at debug level; they
+// name the method and URL, never headers.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Error(msg string, kv ...any) { a.l.Debug("cakemail: "+msg, kv...) }
+func (a slogAdapter) Info(msg string, kv ...any)  { a.l.Debug("cakemail: "+msg, kv...) }
+func (a slogAdapter) Debug(msg string, kv ...any) { a.l.Debug("cakemail: "+msg, kv...) }
+func (a slogAdapter) Warn(msg string, kv ...any)  { a.l.Debug("cakemail: "+msg, kv...) }
+
+// discardHandler is a silent slog handler (slog.DiscardHandler needs Go 1.24).
+type discardHandler struct{}
+
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }
+
+// tokenSource holds the login and hands out a valid access token, refreshing it
+// at most once at a time however many calls need it.
+type tokenSource struct {
+	client             *Client
+	username, password string // empty for WithAccessToken
+
+	mu       sync.Mutex
+	access   string
+	refresh  string
+	renewAt  time.Time // zero: no known expiry
+	inflight *renewal
+}
+
+// renewal is a refresh in progress, which other callers wait for.
+type renewal struct {
+	done chan struct{}
+	err  error
+}
+
+// tokenResponse is the answer of POST /token and POST /token/challenge.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+	Accounts     []int  `json:"accounts"`
+	Challenge    string `json:"challenge"`
+}
+
+func (ts *tokenSource) refreshable() bool { return ts.username != "" }
+
+// token returns an access token that is not about to expire.
+func (ts *tokenSource) token(ctx context.Context) (string, error) {
+	if !ts.refreshable() {
+		return ts.access, nil
+	}
+	for {
+		ts.mu.Lock()
+		if ts.access != "" && (ts.renewAt.IsZero() || time.Now().Before(ts.renewAt)) {
+			tok := ts.access
+			ts.mu.Unlock()
+			return tok, nil
+		}
+		if r := ts.inflight; r != nil {
+			ts.mu.Unlock()
+			select {
+			case <-r.done:
+				if r.err != nil {
+					return "", r.err
+				}
+				continue
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}
+		r := &renewal{done: make(chan struct{})}
+		ts.inflight = r
+		refresh := ts.refresh
+		ts.mu.Unlock()
+
+		tok, err := ts.login(ctx, refresh)
+		ts.mu.Lock()
+		if err == nil {
+			ts.storeLocked(tok)
+		}
+		ts.inflight, r.err = nil, err
+		close(r.done)
+		ts.mu.Unlock()
+		if err != nil {
+			return "", err
+		}
+	}
+}
+
+// login tries the refresh_token grant when there is a refresh token, then the password grant.
+func (ts *tokenSource) login(ctx context.Context, refresh string) (*tokenResponse, error) {
+	log := ts.client.logger
+	if refresh != "" {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
+		tok, err := ts.post(ctx, "/token", "application/x-www-form-urlencoded", []byte(form.Encode()))
+		if err == nil {
+			log.DebugContext(ctx, "cakemail: access token refreshed", "grant_type", "refresh_token")
+			return tok, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		log.DebugContext(ctx, "cakemail: refresh failed, logging in again", "err", err)
+	}
+	form := url.Values{"grant_type": {"password"}, "username": {ts.username}, "password": {ts.password}}
+	tok, err := ts.post(ctx, "/token", "application/x-www-form-urlencoded", []byte(form.Encode()))
+	if err == nil {
+		log.DebugContext(ctx, "cakemail: logged in", "grant_type", "password")
+	}
+	return tok, err
+}
+
+// post sends a token request and reads its answer.
+func (ts *tokenSource) post(ctx context.Context, path, contentType string, body []byte) (*tokenResponse, error) {
+	c := ts.client
+	ctx = context.WithValue(ctx, retryPolicyKey{}, retrySafe)
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: POST %s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: POST %s: %w", path, err)
+	}
+	defer drain(resp)
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: POST %s: reading the response: %w", path, err)
+	}
+	var tok tokenResponse
+	decodeErr := json.Unmarshal(raw, &tok)
+	// The API answers an MFA-protected login with a challenge, on a 401 or a 200.
+	if decodeErr == nil && tok.Challenge != "" {
+		return nil, &MFARequiredError{Challenge: tok.Challenge}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		resp.Body = io.NopCloser(bytes.NewReader(raw))
+		return nil, newAPIError(http.MethodPost, path, resp, time.Now())
+	}
+	if decodeErr != nil || tok.AccessToken == "" {
+		return nil, fmt.Errorf("webhooks: POST %s: the answer holds no access token", path)
+	}
+	return &tok, nil
+}
+
+func (ts *tokenSource) store(tok *tokenResponse) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.storeLocked(tok)
+}
+
+// storeLocked keeps a new token and plans its renewal a little before it
+// expires: a fifth of its life early, at most a minute.
+func (ts *tokenSource) storeLocked(tok *tokenResponse) {
+	ts.access = tok.AccessToken
+	if tok.RefreshToken != "" {
+		ts.refresh = tok.RefreshToken
+	}
+	ts.renewAt = time.Time{}
+	if tok.ExpiresIn > 0 {
+		life := time.Duration(tok.ExpiresIn) * time.Second
+		ts.renewAt = time.Now().Add(life - min(life/5, time.Minute))
+	}
+}
+
+// invalidate forgets the access token the server refused, unless another call
+// has already replaced it.
+func (ts *tokenSource) invalidate(refused string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.access == refused {
+		ts.access = ""
+	}
+}
