@@ -1,0 +1,68 @@
+package webhookstest
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// fault is what happens to one upcoming API call.
+type fault struct {
+	status     int           // answer with this status instead; 0: serve normally
+	retryAfter time.Duration // sent as Retry-After with status
+	delay      time.Duration // wait before serving
+}
+
+// FailNext makes the next n API calls (token calls included) answer status,
+// with a Retry-After header when retryAfter is positive.
+func (s *Server) FailNext(n, status int, retryAfter time.Duration) {
+	s.addFaults(n, fault{status: status, retryAfter: retryAfter})
+}
+
+// DelayNext makes the next n API calls wait d before they are served.
+func (s *Server) DelayNext(n int, d time.Duration) {
+	s.addFaults(n, fault{delay: d})
+}
+
+func (s *Server) addFaults(n int, f fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults = append(s.faults, f)
+	}
+}
+
+// intercept records every API call and applies the pending faults to it.
+func (s *Server) intercept(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/_fake/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.mu.Lock()
+		s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery})
+		var f fault
+		if len(s.faults) > 0 {
+			f = s.faults[0]
+			s.faults = s.faults[1:]
+		}
+		s.mu.Unlock()
+		if f.delay > 0 {
+			select {
+			case <-time.After(f.delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if f.status != 0 {
+			if f.retryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
+			}
+			writeDetail(w, f.status, detailError{Msg: "fault injected by webhookstest", Type: "fake"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
