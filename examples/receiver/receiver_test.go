@@ -159,3 +159,66 @@ func TestFullQueueAnswers503AndRetryIsProcessed(t *testing.T) {
 	waitProcessed(t, rec, 1)
 	assert.Equal(t, 3, rec.count())
 }
+
+func TestDeliveryFromFakeCakemail(t *testing.T) {
+	fake := webhookstest.NewServer()
+	defer fake.Close()
+	ctx := context.Background()
+	client, err := webhooks.NewClient(webhooks.WithBaseURL(fake.URL), webhooks.WithAccessToken(fake.Token()))
+	require.NoError(t, err)
+
+	rec := newRecorder()
+	var logs bytes.Buffer
+	// The receiver's URL must exist before the webhook, and its secret after: route through a swap.
+	var handler http.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	defer srv.Close()
+	hook, err := client.Create(ctx, &webhooks.CreateParams{Event: webhooks.EventEmailBounced, URL: srv.URL + "/webhooks/cakemail"})
+	require.NoError(t, err)
+	hook, err = client.Get(ctx, hook.ID)
+	require.NoError(t, err)
+	v, err := webhooks.NewVerifier([]string{hook.Secret})
+	require.NoError(t, err)
+	rcv := newReceiver(Config{}, slog.New(slog.NewTextHandler(&logs, nil)), rec.process)
+	rcv.Start()
+	handler = rcv.Routes(v)
+
+	deliveries, err := fake.Trigger(ctx, webhooks.EventEmailBounced, map[string]string{"email": "gone@example.com"})
+	require.NoError(t, err)
+	require.Len(t, deliveries, 1)
+	assert.Equal(t, http.StatusAccepted, deliveries[0].StatusCode)
+	rcv.Drain()
+	require.Equal(t, 1, rec.count())
+	assert.Equal(t, webhooks.EventEmailBounced, rec.events[0].Type)
+	assert.NotContains(t, logs.String(), hook.Secret)
+
+	health := serve(handler, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	assert.Equal(t, http.StatusOK, health.Code)
+}
+
+func TestDrainProcessesQueuedWorkAndRefusesNew(t *testing.T) {
+	rec := newRecorder()
+	rec.gate = make(chan struct{})
+	var logs bytes.Buffer
+	rcv, h := newTestReceiver(t, Config{QueueSize: 4, Workers: 1}, rec, &logs)
+	for i := range 3 {
+		body := payload(webhooks.EventEmailOpened, string(rune('a'+i))+"@example.com")
+		require.Equal(t, http.StatusAccepted, serve(h, webhookstest.NewSignedRequest("/webhooks/cakemail", body, testSecret)).Code)
+	}
+	drained := make(chan struct{})
+	go func() { rcv.Drain(); close(drained) }()
+	close(rec.gate)
+	select {
+	case <-drained:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Drain did not return")
+	}
+	assert.Equal(t, 3, rec.count(), "every queued delivery is processed before shutdown")
+	late := serve(h, webhookstest.NewSignedRequest("/webhooks/cakemail", payload(webhooks.EventEmailOpened, "late@example.com"), testSecret))
+	assert.Equal(t, http.StatusServiceUnavailable, late.Code, "a delivery during shutdown is refused so Cakemail retries it")
+}
+
+func TestSplitSecrets(t *testing.T) {
+	assert.Equal(t, []string{"old", "new"}, splitSecrets(" old , ,new "))
+	assert.Empty(t, splitSecrets(" , "))
+}
