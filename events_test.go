@@ -1,0 +1,195 @@
+package webhooks_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cakemail-go/webhooks"
+)
+
+func TestEventTypesCoverTheAPIAndTheGuide(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "shared", "reference", "cakemail-webhooks-openapi.json"))
+	if err != nil {
+		t.Skip("the API description is not beside this checkout")
+	}
+	var spec struct {
+		Components struct {
+			Schemas struct {
+				EventType struct {
+					Enum []string `json:"enum"`
+				} `json:"EventType"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &spec))
+	want := append(spec.Components.Schemas.EventType.Enum, "Campaign.Sent", "Contact.Unsubscribed")
+	require.Len(t, want, 61)
+
+	var got []string
+	for _, e := range webhooks.EventTypes() {
+		got = append(got, string(e))
+		assert.True(t, e.Known(), e)
+	}
+	assert.Equal(t, want, got, "every API event, in the API's order, then the guide's two")
+}
+
+func TestEventTypesIsACopy(t *testing.T) {
+	types := webhooks.EventTypes()
+	types[0] = "Tampered"
+	assert.Equal(t, webhooks.EventAccountCreated, webhooks.EventTypes()[0])
+	assert.False(t, webhooks.EventType("Email.Teleported").Known())
+}
+
+func TestParseEventTypeCanonicalNamesInAnyCase(t *testing.T) {
+	for _, e := range webhooks.EventTypes() {
+		for _, spelling := range []string{string(e), strings.ToLower(string(e)), strings.ToUpper(string(e)), " " + string(e) + " "} {
+			got, err := webhooks.ParseEventType(spelling)
+			require.NoError(t, err, spelling)
+			assert.Equal(t, e, got, spelling)
+		}
+	}
+	got, err := webhooks.ParseEventType("email.reported_as_spam")
+	require.NoError(t, err)
+	assert.Equal(t, webhooks.EventEmailReportedAsSpam, got)
+}
+
+func TestParseEventTypeCLINames(t *testing.T) {
+	// Every lower-case name in Cakemail's CLI documentation (seeds 000, 001, 004).
+	cases := map[string]webhooks.EventType{
+		"email.sent":           webhooks.EventEmailSent,
+		"email.delivered":      webhooks.EventEmailDelivered,
+		"email.opened":         webhooks.EventEmailOpened,
+		"email.clicked":        webhooks.EventEmailClicked,
+		"email.bounced":        webhooks.EventEmailBounced,
+		"email.complained":     webhooks.EventEmailReportedAsSpam,
+		"email.spam_complaint": webhooks.EventEmailReportedAsSpam,
+		"email.unsubscribed":   webhooks.EventEmailUnsubscribed,
+		"campaign.sent":        webhooks.EventCampaignSent,
+		"campaign.scheduled":   webhooks.EventCampaignScheduled,
+		"campaign.cancelled":   webhooks.EventCampaignCanceled,
+		"campaign.completed":   webhooks.EventCampaignSent,
+		"contact.subscribed":   webhooks.EventContactAdded,
+		"contact.unsubscribed": webhooks.EventContactUnsubscribed,
+	}
+	for name, want := range cases {
+		got, err := webhooks.ParseEventType(name)
+		require.NoError(t, err, name)
+		assert.Equal(t, want, got, name)
+	}
+}
+
+func TestParseEventTypeSuggestsTheClosest(t *testing.T) {
+	cases := map[string]string{
+		"email.opend":      "Email.Opened",
+		"Emial.Clicked":    "Email.Clicked",
+		"user.loggedin2":   "User.LoggedIn",
+		"campaign.cancel":  "Campaign.Canceled",
+		"mfa.challengeisu": "MFA.ChallengeIssued",
+	}
+	for name, suggestion := range cases {
+		_, err := webhooks.ParseEventType(name)
+		require.ErrorIs(t, err, webhooks.ErrUnknownEventType, name)
+		assert.Contains(t, err.Error(), `"`+name+`"`, "the error names the input")
+		assert.Contains(t, err.Error(), `did you mean "`+suggestion+`"`, name)
+	}
+	_, err := webhooks.ParseEventType("  ")
+	assert.ErrorIs(t, err, webhooks.ErrUnknownEventType)
+}
+
+func TestParseEventAPIShape(t *testing.T) {
+	payload, err := os.ReadFile(filepath.Join("testdata", "api-shape.json"))
+	require.NoError(t, err)
+	event, err := webhooks.ParseEvent(payload)
+	require.NoError(t, err)
+	assert.Equal(t, webhooks.EventUserLoggedIn, event.Type)
+	assert.Equal(t, 123, event.AccountID)
+	assert.Equal(t, "203.0.113.7", event.IP)
+	require.NotNil(t, event.User)
+	assert.Equal(t, webhooks.EventUser{}, *event.User, "nulls stay zero")
+	assert.Equal(t, time.Unix(1627069315, 0).UTC(), event.CreatedAt)
+
+	var data struct {
+		Email     string `json:"email"`
+		GrantType string `json:"grant_type"`
+	}
+	require.NoError(t, event.DecodeData(&data))
+	assert.Equal(t, "jane@example.com", data.Email)
+	assert.Equal(t, "password", data.GrantType)
+}
+
+func TestParseEventGuideShape(t *testing.T) {
+	payload, err := os.ReadFile(filepath.Join("testdata", "guide-shape.json"))
+	require.NoError(t, err)
+	event, err := webhooks.ParseEvent(payload)
+	require.NoError(t, err)
+	assert.Equal(t, webhooks.EventType("email.opened"), event.Type, "the type stays as sent")
+	assert.Zero(t, event.AccountID)
+	assert.Nil(t, event.User)
+	assert.Equal(t, time.Date(2024, 3, 15, 10, 30, 0, 0, time.UTC), event.CreatedAt.UTC())
+	var data map[string]any
+	require.NoError(t, event.DecodeData(&data))
+	assert.Equal(t, "user@example.com", data["email"])
+}
+
+func TestParseEventLenientFields(t *testing.T) {
+	event, err := webhooks.ParseEvent([]byte(`{"event":"Contact.Added","account_id":"77","user":{"id":9,"email":"a@b.c","account_id":"77"},"created_on":"1700000000","data":{"contact_id":"c_1"}}`))
+	require.NoError(t, err)
+	assert.Equal(t, 77, event.AccountID, "ids sent as strings are read")
+	assert.Equal(t, webhooks.EventUser{ID: "9", Email: "a@b.c", AccountID: 77}, *event.User)
+	assert.Equal(t, int64(1700000000), event.CreatedAt.Unix())
+
+	event, err = webhooks.ParseEvent([]byte(`{"event":"Brand.NewThing","data":null}`))
+	require.NoError(t, err, "an unknown event type parses: new events must not break old receivers")
+	assert.False(t, event.Type.Known())
+	assert.Error(t, event.DecodeData(&map[string]any{}), "no data to decode")
+}
+
+func TestParseEventErrors(t *testing.T) {
+	cases := map[string]string{
+		"not JSON":             `hello`,
+		"an array":             `[1,2]`,
+		"a string":             `"Email.Opened"`,
+		"no event":             `{"data":{}}`,
+		"empty event":          `{"event":""}`,
+		"event not a string":   `{"event":42}`,
+		"bad created_on":       `{"event":"Email.Opened","created_on":"yesterday"}`,
+		"bad timestamp":        `{"event":"Email.Opened","timestamp":"15/03/2024"}`,
+		"bad account id":       `{"event":"Email.Opened","account_id":"abc"}`,
+		"truncated":            `{"event":"Email.Opened","data":{`,
+		"empty":                ``,
+		"timestamp not string": `{"event":"Email.Opened","timestamp":12}`,
+	}
+	for name, payload := range cases {
+		_, err := webhooks.ParseEvent([]byte(payload))
+		assert.ErrorIs(t, err, webhooks.ErrInvalidEvent, name)
+	}
+	_, err := webhooks.ParseEvent([]byte(`[1]`))
+	assert.Contains(t, err.Error(), "not an object")
+	_, err = webhooks.ParseEvent([]byte(`{}`))
+	assert.Contains(t, err.Error(), `no "event" field`)
+}
+
+func FuzzParseEvent(f *testing.F) {
+	for _, name := range []string{"api-shape.json", "guide-shape.json", "unicode.json"} {
+		payload, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(payload)
+	}
+	f.Add([]byte(`{"event":"x","created_on":1e308,"user":{"id":1.5}}`))
+	f.Add([]byte(`{"event":"x","created_on":-9223372036854775808}`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		event, err := webhooks.ParseEvent(payload)
+		if err == nil && event.Type == "" {
+			t.Fatal("parsed an event without a type")
+		}
+	})
+}
