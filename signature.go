@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -65,15 +66,26 @@ func Verify(payload []byte, header, secret string) error {
 	if secret == "" {
 		return ErrEmptySecret
 	}
-	var cands candidates
-	if err := cands.parse(header); err != nil {
-		return err
+	return verifierFor(secret).verify(payload, header)
+}
+
+// lastVerifier keeps the keyed state of the most recent secret given to Verify:
+// services nearly always verify with one secret, so they skip the HMAC key
+// setup on every call without the package holding more than one key.
+var lastVerifier atomic.Pointer[cachedVerifier]
+
+type cachedVerifier struct {
+	secret string
+	v      *Verifier
+}
+
+func verifierFor(secret string) *Verifier {
+	if c := lastVerifier.Load(); c != nil && c.secret == secret {
+		return c.v
 	}
-	sum := mac(payload, secret)
-	if !cands.match(&sum) {
-		return ErrSignatureMismatch
-	}
-	return nil
+	v := newVerifier([][]byte{[]byte(secret)})
+	lastVerifier.Store(&cachedVerifier{secret: secret, v: v})
+	return v
 }
 
 // maxCandidates bounds the work one header can cause.
@@ -257,12 +269,17 @@ func NewVerifier(secrets []string, opts ...VerifierOption) (*Verifier, error) {
 		}
 		keys[i] = []byte(s)
 	}
-	v := &Verifier{secrets: len(secrets), maxBody: DefaultMaxBodyBytes, now: time.Now}
+	v := newVerifier(keys)
 	for _, opt := range opts {
 		if err := opt(v); err != nil {
 			return nil, err
 		}
 	}
+	return v, nil
+}
+
+func newVerifier(keys [][]byte) *Verifier {
+	v := &Verifier{secrets: len(keys), maxBody: DefaultMaxBodyBytes, now: time.Now}
 	v.states.New = func() any {
 		st := &verifyState{macs: make([]hash.Hash, len(keys))}
 		for i, k := range keys {
@@ -270,7 +287,7 @@ func NewVerifier(secrets []string, opts ...VerifierOption) (*Verifier, error) {
 		}
 		return st
 	}
-	return v, nil
+	return v
 }
 
 // String describes the Verifier without its secrets.
@@ -290,6 +307,17 @@ func (v *Verifier) Verify(payload []byte, header string) error {
 	if int64(len(payload)) > v.maxBody {
 		return ErrBodyTooLarge
 	}
+	if err := v.verify(payload, header); err != nil {
+		return err
+	}
+	if v.tolerance > 0 {
+		return v.checkTimestamp(payload)
+	}
+	return nil
+}
+
+// verify checks the signature alone, whatever the body's size.
+func (v *Verifier) verify(payload []byte, header string) error {
 	st := v.states.Get().(*verifyState)
 	defer v.states.Put(st)
 	if err := st.cands.parse(header); err != nil {
@@ -307,9 +335,6 @@ func (v *Verifier) Verify(payload []byte, header string) error {
 	}
 	if !matched {
 		return ErrSignatureMismatch
-	}
-	if v.tolerance > 0 {
-		return v.checkTimestamp(payload)
 	}
 	return nil
 }
