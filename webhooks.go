@@ -219,7 +219,8 @@ const defaultPerPage = 50
 
 // All walks every page of webhooks: GET /webhooks, page after page. It fetches
 // the next page only when the loop gets there, and none after the loop breaks;
-// an error is yielded once and ends the walk. opts is not modified.
+// an error is yielded once and ends the walk. opts is not modified. With
+// WithCount set, the count also tells where the last page is.
 func (c *Client) All(ctx context.Context, opts *ListOptions) iter.Seq2[*Webhook, error] {
 	return func(yield func(*Webhook, error) bool) {
 		var o ListOptions
@@ -245,7 +246,7 @@ func (c *Client) All(ctx context.Context, opts *ListOptions) iter.Seq2[*Webhook,
 			if perPage == 0 {
 				perPage = defaultPerPage
 			}
-			if len(page.Webhooks) < perPage {
+			if len(page.Webhooks) < perPage || (o.WithCount && o.Page*perPage >= page.Count) {
 				return
 			}
 			o.Page++
