@@ -25,10 +25,11 @@ import (
 	"github.com/cakemail-go/webhooks"
 )
 
-// The user every Server starts with, owning one account.
+// The user every Server starts with, and the account it owns.
 const (
-	DefaultUsername = "user@example.com"
-	DefaultPassword = "password"
+	DefaultUsername  = "user@example.com"
+	DefaultPassword  = "password"
+	DefaultAccountID = 1
 )
 
 // Server is a fake Cakemail API. Its methods are safe for concurrent use.
@@ -170,6 +171,7 @@ func (s *Server) Close() {
 }
 
 // AddUser adds a user who owns one new account, and returns that account's id.
+// Adding an existing username replaces that user's password and accounts.
 func (s *Server) AddUser(username, password string) (accountID int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,0 +1,73 @@
+// Command cakemail-fake serves webhookstest's in-memory Cakemail over HTTP, so
+// that clients in any language can be tested without a Cakemail account:
+//
+//	go run ./cmd/cakemail-fake -addr 127.0.0.1:8025 -user dev@example.com -password secret
+//
+// It speaks the webhooks and token API as Cakemail's OpenAPI description has
+// it, plus one test-only route: POST /_fake/trigger with
+// {"event": "Email.Opened", "data": {...}, "account_id": 1} signs and delivers
+// the event to the matching webhooks and answers with the list of deliveries.
+// SIGINT or SIGTERM stops it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cakemail-go/webhooks/webhookstest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run serves until ctx is done; ready, when not nil, receives the server once it listens.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready ...chan<- *webhookstest.Server) int {
+	fs := flag.NewFlagSet("cakemail-fake", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8025", "address to listen on")
+	username := fs.String("user", webhookstest.DefaultUsername, "username (email) of the user to create")
+	password := fs.String("password", webhookstest.DefaultPassword, "that user's password")
+	tokenLifetime := fs.Duration("token-lifetime", time.Hour, "how long access tokens live")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "cakemail-fake: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *username == "" || *password == "" || *tokenLifetime <= 0 {
+		fmt.Fprintln(stderr, "cakemail-fake: -user and -password must not be empty, -token-lifetime must be positive")
+		return 2
+	}
+	srv, err := webhookstest.Listen(*addr, webhookstest.WithTokenLifetime(*tokenLifetime))
+	if err != nil {
+		fmt.Fprintf(stderr, "cakemail-fake: %v\n", err)
+		return 1
+	}
+	defer srv.Close()
+	accountID := webhookstest.DefaultAccountID
+	if *username != webhookstest.DefaultUsername || *password != webhookstest.DefaultPassword {
+		accountID = srv.AddUser(*username, *password)
+	}
+	fmt.Fprintf(stdout, "Fake Cakemail API listening at %s\n", srv.URL)
+	fmt.Fprintf(stdout, "  user: %s  password: %s  account id: %d\n", *username, *password, accountID)
+	fmt.Fprintf(stdout, "  trigger deliveries: POST %s/_fake/trigger {\"event\": \"Email.Opened\", \"data\": {}}\n", srv.URL)
+	for _, ch := range ready {
+		ch <- srv
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "Stopping.")
+	return 0
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/webhookstest"
+)
+
+// syncBuffer is a bytes.Buffer safe to read while run writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServesAnyHTTPClient drives the command as a client in another language
+// would: plain HTTP, form-encoded login, JSON calls, then the trigger route.
+func TestServesAnyHTTPClient(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *webhookstest.Server, 1)
+	var stdout, stderr syncBuffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(ctx, []string{"-addr", "127.0.0.1:0", "-user", "dev@example.com", "-password", "s3cret"}, &stdout, &stderr, ready)
+	}()
+	srv := <-ready
+	assert.Contains(t, stdout.String(), srv.URL)
+	assert.Contains(t, stdout.String(), "dev@example.com")
+
+	resp, err := http.PostForm(srv.URL+"/token", url.Values{"grant_type": {"password"}, "username": {"dev@example.com"}, "password": {"s3cret"}})
+	require.NoError(t, err)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		Accounts    []int  `json:"accounts"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	require.NotEmpty(t, tok.AccessToken)
+
+	received := make(chan *http.Request, 1)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		received <- r
+	}))
+	defer receiver.Close()
+
+	create, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhooks", strings.NewReader(`{"event":"Email.Opened","url":"`+receiver.URL+`"}`))
+	create.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	create.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(create)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+
+	resp, err = http.Post(srv.URL+"/_fake/trigger", "application/json", strings.NewReader(`{"event":"email.opened","data":{"email":"a@example.com"},"account_id":`+jsonInt(tok.Accounts[0])+`}`))
+	require.NoError(t, err)
+	var deliveries []map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&deliveries))
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	require.Len(t, deliveries, 1)
+	assert.Equal(t, float64(200), deliveries[0]["status_code"])
+
+	select {
+	case r := <-received:
+		body, _ := io.ReadAll(r.Body)
+		event, err := webhooks.ParseEvent(body)
+		require.NoError(t, err)
+		assert.Equal(t, webhooks.EventEmailOpened, event.Type)
+		assert.Equal(t, tok.Accounts[0], event.AccountID)
+		assert.NotEmpty(t, r.Header.Get(webhooks.SignatureHeader))
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery")
+	}
+
+	resp, err = http.Post(srv.URL+"/_fake/trigger", "application/json", strings.NewReader(`{"event":"Email.Teleported"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+
+	cancel()
+	select {
+	case code := <-exited:
+		assert.Equal(t, 0, code)
+	case <-time.After(5 * time.Second):
+		t.Fatal("did not stop when its context ended")
+	}
+	assert.Empty(t, stderr.String())
+}
+
+func jsonInt(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func TestBusyPortAndBadFlags(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var stdout, stderr syncBuffer
+	assert.Equal(t, 1, run(context.Background(), []string{"-addr", ln.Addr().String()}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), "address already in use")
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "one line")
+
+	for _, args := range [][]string{{"-nope"}, {"-user", ""}, {"extra"}, {"-token-lifetime", "-1s"}} {
+		var out, errOut syncBuffer
+		assert.Equal(t, 2, run(context.Background(), args, &out, &errOut), "%q", args)
+		assert.NotEmpty(t, errOut.String())
+	}
+}
