@@ -62,8 +62,6 @@ func checkRefused(c *invocation) error {
 		return usagef("--name is not supported: Cakemail webhooks have no name; tell them apart by event and URL")
 	case c.set["secret"]:
 		return usagef("--secret is not supported: Cakemail generates each webhook's secret; read it with: cakemail-webhooks get <id>")
-	case c.set["events"]:
-		return usagef("--events is not supported: a webhook's event cannot change; create a webhook for the new event, then archive this one")
 	}
 	return nil
 }
@@ -198,6 +196,9 @@ func runUpdate(ctx context.Context, a *app, c *invocation) error {
 	}
 	if err := checkRefused(c); err != nil {
 		return err
+	}
+	if c.set["events"] {
+		return usagef("--events is not supported: a webhook's event cannot change; create a webhook for the new event, then archive this one")
 	}
 	var params webhooks.UpdateParams
 	if c.set["url"] {

@@ -73,11 +73,12 @@ type command struct {
 var commands []*command // filled in commands.go's init to keep the table beside the code
 
 func (a *app) run(ctx context.Context, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		fmt.Fprintln(a.stderr, "cakemail-webhooks: no command given; run cakemail-webhooks -h for the list")
+		return exitUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		a.printUsage(a.stdout)
-		if len(args) == 0 {
-			return exitUsage
-		}
 		return exitOK
 	}
 	name := args[0]
@@ -95,7 +96,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		fmt.Fprintf(a.stderr, "cakemail-webhooks: unknown command %q; run cakemail-webhooks -h for the list\n", name)
 		return exitUsage
 	}
-	inv, err := parse(cmd, args[1:], a.stderr)
+	inv, err := parse(cmd, args[1:], a.stdout)
 	if errors.Is(err, errHelp) {
 		return exitOK
 	}
@@ -139,7 +140,11 @@ func (a *app) printUsage(w io.Writer) {
 }
 
 func (a *app) client() (*webhooks.Client, error) {
-	return webhooks.NewClientFromEnv(a.clientOptions...)
+	client, err := webhooks.NewClientFromEnv(a.clientOptions...)
+	if errors.Is(err, webhooks.ErrNoCredentials) {
+		return nil, fmt.Errorf("%w (set CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD)", err)
+	}
+	return client, err
 }
 
 // deliveryTimeout bounds the test command's request; Cakemail itself gives 5 s.

@@ -1,0 +1,450 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/webhookstest"
+)
+
+// result is one run of the command.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// cli runs the command in-process against srv, with the environment a user would set.
+type cli struct {
+	t     *testing.T
+	srv   *webhookstest.Server
+	token string
+}
+
+func newCLI(t *testing.T) *cli {
+	t.Helper()
+	srv := webhookstest.NewServer()
+	t.Cleanup(srv.Close)
+	token := srv.Token()
+	t.Setenv("CAKEMAIL_BASE_URL", srv.URL)
+	t.Setenv("CAKEMAIL_ACCESS_TOKEN", token)
+	t.Setenv("CAKEMAIL_USERNAME", "")
+	t.Setenv("CAKEMAIL_PASSWORD", "")
+	t.Setenv("CAKEMAIL_ACCOUNT_ID", "")
+	t.Setenv("CAKEMAIL_WEBHOOK_SECRET", "")
+	return &cli{t: t, srv: srv, token: token}
+}
+
+func (c *cli) runStdin(stdin string, args ...string) result {
+	c.t.Helper()
+	var stdout, stderr bytes.Buffer
+	a := &app{
+		stdin: strings.NewReader(stdin), stdout: &stdout, stderr: &stderr,
+		clientOptions: []webhooks.Option{webhooks.WithRetryWait(time.Millisecond, 5*time.Millisecond)},
+		httpClient:    &http.Client{Timeout: 5 * time.Second},
+	}
+	code := a.run(context.Background(), args)
+	res := result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	assert.NotContains(c.t, res.stdout+res.stderr, c.token, "the access token must never be printed")
+	if code != exitOK {
+		lines := strings.Split(strings.TrimSuffix(res.stderr, "\n"), "\n")
+		assert.True(c.t, strings.HasPrefix(lines[len(lines)-1], "cakemail-webhooks: "), "the error is the last line: %q", res.stderr)
+		assert.Equal(c.t, 1, strings.Count(res.stderr, "cakemail-webhooks: "), "the error is one line: %q", res.stderr)
+	}
+	return res
+}
+
+func (c *cli) run(args ...string) result {
+	c.t.Helper()
+	return c.runStdin("", args...)
+}
+
+// create makes a webhook through the command and returns its id.
+func (c *cli) create(url string, event string) string {
+	c.t.Helper()
+	res := c.run("create", "-u", url, "-e", event, "-f", "json")
+	require.Equal(c.t, exitOK, res.code, res.stderr)
+	var v webhookView
+	require.NoError(c.t, json.Unmarshal([]byte(res.stdout), &v), res.stdout)
+	require.NotEmpty(c.t, v.ID)
+	return v.ID
+}
+
+func decodeList(t *testing.T, out string) listView {
+	t.Helper()
+	var v listView
+	require.NoError(t, json.Unmarshal([]byte(out), &v), out)
+	return v
+}
+
+func TestCreateGetUpdateArchiveUnarchive(t *testing.T) {
+	c := newCLI(t)
+	id := c.create("https://example.com/hooks", "email.opened")
+	stored, ok := c.srv.Webhook(id)
+	require.True(t, ok)
+	assert.Equal(t, webhooks.EventEmailOpened, stored.Event)
+
+	t.Run("get json, flags after the id", func(t *testing.T) {
+		res := c.run("get", id, "-f", "json")
+		require.Equal(t, exitOK, res.code, res.stderr)
+		var v webhookView
+		require.NoError(t, json.Unmarshal([]byte(res.stdout), &v))
+		assert.Equal(t, id, v.ID)
+		assert.Equal(t, "https://example.com/hooks", v.URL)
+		assert.Equal(t, stored.Secret, v.Secret)
+		assert.Equal(t, webhooks.StatusActive, v.Status)
+		assert.Nil(t, v.ArchivedAt)
+	})
+	t.Run("get table", func(t *testing.T) {
+		res := c.run("get", "--format=table", id)
+		require.Equal(t, exitOK, res.code, res.stderr)
+		assert.Contains(t, res.stdout, "Email.Opened")
+		assert.Contains(t, res.stdout, stored.Secret)
+		assert.Contains(t, res.stdout, "sensitive")
+	})
+	t.Run("update", func(t *testing.T) {
+		res := c.run("update", id, "--rate-limit", "7", "--period", "minute", "-u", "https://example.com/v2", "-f", "json")
+		require.Equal(t, exitOK, res.code, res.stderr)
+		var v webhookView
+		require.NoError(t, json.Unmarshal([]byte(res.stdout), &v))
+		assert.Equal(t, 7, v.RateLimit)
+		assert.Equal(t, webhooks.PerMinute, v.RateLimitPeriod)
+		assert.Equal(t, "https://example.com/v2", v.URL)
+		now, _ := c.srv.Webhook(id)
+		assert.Equal(t, 7, now.RateLimit)
+	})
+	t.Run("archive hides it from list", func(t *testing.T) {
+		res := c.run("archive", id)
+		require.Equal(t, exitOK, res.code, res.stderr)
+		assert.Contains(t, res.stdout, "Webhook "+id+" archived.")
+		assert.Contains(t, res.stdout, "Archived at:")
+		now, _ := c.srv.Webhook(id)
+		assert.Equal(t, webhooks.StatusArchived, now.Status)
+
+		assert.Empty(t, decodeList(t, c.run("list", "-f", "json").stdout).Data)
+		withArchived := decodeList(t, c.run("list", "--archived", "-f", "json").stdout)
+		require.Len(t, withArchived.Data, 1)
+		assert.NotNil(t, withArchived.Data[0].ArchivedAt)
+	})
+	t.Run("unarchive", func(t *testing.T) {
+		res := c.run("unarchive", id, "-f", "json")
+		require.Equal(t, exitOK, res.code, res.stderr)
+		var v webhookView
+		require.NoError(t, json.Unmarshal([]byte(res.stdout), &v))
+		assert.Equal(t, webhooks.StatusActive, v.Status)
+		assert.Len(t, decodeList(t, c.run("list", "-f", "json").stdout).Data, 1)
+	})
+}
+
+func TestList(t *testing.T) {
+	c := newCLI(t)
+	var ids []string
+	for _, event := range []string{"email.opened", "email.clicked", "email.bounced"} {
+		ids = append(ids, c.create("https://example.com/"+event, event))
+	}
+
+	t.Run("json", func(t *testing.T) {
+		v := decodeList(t, c.run("list", "-f", "json").stdout)
+		assert.Equal(t, 3, v.Count)
+		require.Len(t, v.Data, 3)
+		for i, id := range ids {
+			assert.Equal(t, id, v.Data[i].ID)
+			assert.Empty(t, v.Data[i].Secret, "list never shows secrets")
+		}
+	})
+	t.Run("pages", func(t *testing.T) {
+		res := c.run("list", "-l", "2", "-p", "2", "-f", "json")
+		require.Equal(t, exitOK, res.code, res.stderr)
+		v := decodeList(t, res.stdout)
+		assert.Equal(t, 3, v.Count, "count is the total, not the page")
+		require.Len(t, v.Data, 1)
+		assert.Equal(t, ids[2], v.Data[0].ID)
+	})
+	t.Run("table columns line up", func(t *testing.T) {
+		res := c.run("list")
+		require.Equal(t, exitOK, res.code, res.stderr)
+		lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+		require.Len(t, lines, 5, res.stdout) // header, 3 rows, footer
+		col := strings.Index(lines[0], "EVENT")
+		require.Positive(t, col)
+		for i, line := range lines[1:4] {
+			assert.True(t, strings.HasPrefix(line, ids[i]), line)
+			assert.True(t, strings.HasPrefix(line[col:], "Email."), "event column at %d in %q", col, line)
+		}
+		assert.Contains(t, lines[4], "3 webhook(s)")
+	})
+}
+
+func TestCreateSeveralEvents(t *testing.T) {
+	c := newCLI(t)
+	res := c.run("create", "-u", "https://example.com/hooks", "-e", "email.opened, Email.Clicked,email.opened", "--rate-limit", "5", "--period", "second", "-f", "json")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stderr, "one event", "the command says why it creates several webhooks")
+	v := decodeList(t, res.stdout)
+	assert.Equal(t, 2, v.Count, "a repeated event is created once")
+	require.Len(t, v.Data, 2)
+	assert.Equal(t, webhooks.EventEmailOpened, v.Data[0].Event)
+	assert.Equal(t, webhooks.EventEmailClicked, v.Data[1].Event)
+	for _, d := range v.Data {
+		assert.Equal(t, 5, d.RateLimit)
+		assert.Equal(t, webhooks.PerSecond, d.RateLimitPeriod)
+	}
+}
+
+func TestCreatePartialFailureNamesWhatWasCreated(t *testing.T) {
+	c := newCLI(t)
+	// campaign.completed is Campaign.Sent, an event of the guide that the API rejects.
+	res := c.run("create", "-u", "https://example.com/hooks", "-e", "email.opened,campaign.completed")
+	assert.Equal(t, exitFailure, res.code)
+	list := decodeList(t, c.run("list", "-f", "json").stdout)
+	require.Len(t, list.Data, 1)
+	assert.Contains(t, res.stderr, "Campaign.Sent")
+	assert.Contains(t, res.stderr, "422")
+	assert.Contains(t, res.stderr, "already created: "+list.Data[0].ID+" (Email.Opened)")
+	assert.Contains(t, res.stdout, list.Data[0].ID, "what was created is still printed")
+}
+
+func TestCreateIsSentOnceAfterServerError(t *testing.T) {
+	c := newCLI(t)
+	c.srv.FailNext(1, http.StatusInternalServerError, 0)
+	res := c.run("create", "-u", "https://example.com/hooks", "-e", "email.opened")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, "500")
+	posts := 0
+	for _, r := range c.srv.Requests() {
+		if r.Method == http.MethodPost && r.Path == "/webhooks" {
+			posts++
+		}
+	}
+	assert.Equal(t, 1, posts, "a create that may have reached the server is not retried")
+}
+
+func TestReadsRetryThroughUnavailable(t *testing.T) {
+	c := newCLI(t)
+	id := c.create("https://example.com/hooks", "email.opened")
+	c.srv.FailNext(2, http.StatusServiceUnavailable, 0)
+	res := c.run("get", id)
+	assert.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, id)
+}
+
+func TestAPIErrorsExitOne(t *testing.T) {
+	c := newCLI(t)
+	for _, args := range [][]string{
+		{"get", "no-such-webhook"},
+		{"archive", "no-such-webhook"},
+		{"unarchive", "no-such-webhook"},
+		{"update", "no-such-webhook", "--rate-limit", "3"},
+	} {
+		res := c.run(args...)
+		assert.Equal(t, exitFailure, res.code, args)
+		assert.Contains(t, res.stderr, "404", args)
+	}
+
+	t.Setenv("CAKEMAIL_ACCESS_TOKEN", "not-a-token")
+	res := c.run("list")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, "401")
+	assert.NotContains(t, res.stderr, "not-a-token")
+}
+
+func TestUsageErrorsSendNothing(t *testing.T) {
+	c := newCLI(t)
+	id := c.create("https://example.com/hooks", "email.opened")
+	before := len(c.srv.Requests())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nope"}, "unknown command"},
+		{[]string{"delete", id}, "archive"},
+		{[]string{"get"}, "exactly one webhook id"},
+		{[]string{"get", id, id}, "exactly one webhook id"},
+		{[]string{"get", id, "-f", "xml"}, "table or json"},
+		{[]string{"list", "--bogus"}, "bogus"},
+		{[]string{"list", "-l", "-1"}, "positive"},
+		{[]string{"list", "extra"}, "unexpected argument"},
+		{[]string{"create", "-e", "email.opened"}, "-u URL"},
+		{[]string{"create", "-u", "https://example.com"}, "-e EVENTS"},
+		{[]string{"create", "-u", "https://example.com", "-e", "email.opend"}, `did you mean "Email.Opened"`},
+		{[]string{"create", "-u", "https://example.com", "-e", ","}, "no event"},
+		{[]string{"create", "-u", "http://example.com", "-e", "email.opened"}, "https"},
+		{[]string{"create", "-u", "https://example.com", "-e", "email.opened", "--period", "hour"}, `RateLimitPeriod "hour"`},
+		{[]string{"create", "-u", "https://example.com", "-e", "email.opened", "-n", "mine"}, "no name"},
+		{[]string{"create", "-u", "https://example.com", "-e", "email.opened", "--secret", "s3cr3t-value"}, "get"},
+		{[]string{"update", id, "-e", "email.clicked"}, "cannot change"},
+		{[]string{"update", id}, "nothing to update"},
+		{[]string{"update", id, "--rate-limit", "-4"}, "RateLimit -4 is negative"},
+		{[]string{"test", id, "-e", "email.nothing"}, "unknown event"},
+		{[]string{"verify", "--signature", "abc"}, "-s SECRET"},
+		{[]string{"verify", "-s", "k"}, "--signature"},
+		{[]string{"verify", "-s", "k", "--signature", "x", "a", "b"}, "at most one"},
+		{[]string{"events", "extra"}, "unexpected argument"},
+	} {
+		res := c.run(tc.args...)
+		assert.Equal(t, exitUsage, res.code, "%v: %s", tc.args, res.stderr)
+		assert.Contains(t, res.stderr, tc.want, tc.args)
+		assert.NotContains(t, res.stderr, "s3cr3t-value", "a refused secret is not echoed")
+		assert.Empty(t, res.stdout, tc.args)
+	}
+	assert.Len(t, c.srv.Requests(), before, "no usage error reaches the API")
+}
+
+func TestNoCredentials(t *testing.T) {
+	c := newCLI(t)
+	t.Setenv("CAKEMAIL_ACCESS_TOKEN", "")
+	res := c.run("list")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, "CAKEMAIL_ACCESS_TOKEN")
+	assert.Empty(t, c.srv.Requests())
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	c := newCLI(t)
+	res := c.run("-h")
+	assert.Equal(t, exitOK, res.code)
+	for _, cmd := range commands {
+		assert.Contains(t, res.stdout, cmd.name)
+		for _, h := range []string{"-h", "--help"} {
+			res := c.run(cmd.name, h)
+			assert.Equal(t, exitOK, res.code, cmd.name)
+			assert.Contains(t, res.stdout, "Usage: cakemail-webhooks "+cmd.name, cmd.name)
+			assert.Contains(t, res.stdout, "-f, --format", cmd.name)
+		}
+	}
+	assert.Equal(t, exitUsage, c.run().code, "no command is a usage error")
+}
+
+func TestEvents(t *testing.T) {
+	c := newCLI(t)
+	res := c.run("events")
+	require.Equal(t, exitOK, res.code)
+	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	require.Len(t, lines, len(webhooks.EventTypes()))
+	for i, t0 := range webhooks.EventTypes() {
+		assert.Equal(t, string(t0), lines[i])
+	}
+
+	res = c.run("events", "-f", "json")
+	require.Equal(t, exitOK, res.code)
+	var types []webhooks.EventType
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &types))
+	assert.Equal(t, webhooks.EventTypes(), types)
+}
+
+func TestVerify(t *testing.T) {
+	c := newCLI(t)
+	const secret = "whsec-for-the-verify-command"
+	body := `{"event":"Email.Opened","account_id":1,"created_on":1700000000,"data":{}}`
+	file := filepath.Join(t.TempDir(), "delivery.json")
+	require.NoError(t, os.WriteFile(file, []byte(body), 0o600))
+
+	t.Run("file, base64", func(t *testing.T) {
+		res := c.run("verify", "-s", secret, "--signature", webhooks.Sign([]byte(body), secret), file)
+		assert.Equal(t, exitOK, res.code, res.stderr)
+		assert.Contains(t, res.stdout, "valid")
+	})
+	t.Run("stdin, hex, secret from the environment", func(t *testing.T) {
+		t.Setenv("CAKEMAIL_WEBHOOK_SECRET", secret)
+		res := c.runStdin(body, "verify", "-", "--signature", "sha256="+webhooks.SignHex([]byte(body), secret), "-f", "json")
+		assert.Equal(t, exitOK, res.code, res.stderr)
+		var v verifyResult
+		require.NoError(t, json.Unmarshal([]byte(res.stdout), &v))
+		assert.True(t, v.Valid)
+	})
+	t.Run("tampered", func(t *testing.T) {
+		sig := webhooks.Sign([]byte(body), secret)
+		res := c.runStdin(body+"\n", "verify", "-s", secret, "--signature", sig, "-f", "json")
+		assert.Equal(t, exitFailure, res.code)
+		var v verifyResult
+		require.NoError(t, json.Unmarshal([]byte(res.stdout), &v))
+		assert.False(t, v.Valid)
+		assert.Contains(t, res.stderr, "invalid")
+		assert.NotContains(t, res.stderr, secret)
+		assert.NotContains(t, res.stderr, sig)
+	})
+	t.Run("missing file", func(t *testing.T) {
+		res := c.run("verify", "-s", secret, "--signature", "x", filepath.Join(t.TempDir(), "absent"))
+		assert.Equal(t, exitUsage, res.code)
+	})
+	assert.Empty(t, c.srv.Requests(), "verify works offline")
+}
+
+// receiver records deliveries and answers with status.
+type receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	bodies [][]byte
+	sigs   []string
+}
+
+func newReceiver(t *testing.T, status int) *receiver {
+	rc := &receiver{}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		rc.bodies = append(rc.bodies, body)
+		rc.sigs = append(rc.sigs, webhooks.SignatureFromHeader(r.Header))
+		rc.mu.Unlock()
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func TestTestSendsASignedSample(t *testing.T) {
+	c := newCLI(t)
+	rc := newReceiver(t, http.StatusNoContent)
+	id := c.create(rc.URL+"/cakemail", "email.clicked")
+	secret := func() string { h, _ := c.srv.Webhook(id); return h.Secret }()
+
+	res := c.run("test", id)
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, "204 No Content")
+	assert.Contains(t, res.stdout, " ms")
+
+	res = c.run("test", "-f", "json", id, "-e", "email.opened")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	var v testResult
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &v))
+	assert.Equal(t, http.StatusNoContent, v.StatusCode)
+	assert.Equal(t, webhooks.EventEmailOpened, v.Event)
+	assert.GreaterOrEqual(t, v.LatencyMS, 0.0)
+
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	require.Len(t, rc.bodies, 2)
+	for i, want := range []webhooks.EventType{webhooks.EventEmailClicked, webhooks.EventEmailOpened} {
+		event, err := webhooks.ConstructEvent(rc.bodies[i], rc.sigs[i], secret)
+		require.NoError(t, err, "the sample is signed with the webhook's secret")
+		assert.Equal(t, want, event.Type)
+	}
+}
+
+func TestTestReportsAFailingReceiver(t *testing.T) {
+	c := newCLI(t)
+	rc := newReceiver(t, http.StatusInternalServerError)
+	id := c.create(rc.URL, "email.opened")
+	res := c.run("test", id)
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stdout, "500")
+	assert.Contains(t, res.stderr, "500 Internal Server Error")
+
+	rc.Close()
+	res = c.run("test", id)
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, "delivering to")
+}
