@@ -118,6 +118,7 @@ type MFARequiredError struct {
 	Challenge string
 }
 
+// Error says what to do; it leaves out the challenge, which works as a credential.
 func (e *MFARequiredError) Error() string {
 	return "webhooks: multi-factor authentication required: call CompleteMFA with the challenge and a code"
 }

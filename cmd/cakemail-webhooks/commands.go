@@ -323,6 +323,9 @@ func runTest(ctx context.Context, a *app, c *invocation) error {
 	return err
 }
 
+// maxCapturedBody bounds what verify reads, far above any real delivery.
+const maxCapturedBody = 64 << 20
+
 // verifyResult is what the verify command reports.
 type verifyResult struct {
 	Valid bool   `json:"valid"`
@@ -352,9 +355,12 @@ func runVerify(_ context.Context, a *app, c *invocation) error {
 		defer f.Close()
 		in = f
 	}
-	body, err := io.ReadAll(in)
+	body, err := io.ReadAll(io.LimitReader(in, maxCapturedBody+1))
 	if err != nil {
 		return err
+	}
+	if len(body) > maxCapturedBody {
+		return usagef("the body is over %d MiB; no Cakemail delivery is that large", maxCapturedBody>>20)
 	}
 	verr := webhooks.Verify(body, c.signature, secret)
 	result := verifyResult{Valid: verr == nil}
