@@ -474,6 +474,9 @@ type tokenSource struct {
 type renewal struct {
 	done chan struct{}
 	err  error
+	// abandoned: the caller doing the refresh gave up (its context ended), so
+	// the error is not the waiters' and they try again themselves.
+	abandoned bool
 }
 
 // tokenResponse is the answer of POST /token and POST /token/challenge.
@@ -504,7 +507,7 @@ func (ts *tokenSource) token(ctx context.Context) (string, error) {
 			ts.mu.Unlock()
 			select {
 			case <-r.done:
-				if r.err != nil {
+				if r.err != nil && !r.abandoned {
 					return "", r.err
 				}
 				continue
@@ -522,7 +525,7 @@ func (ts *tokenSource) token(ctx context.Context) (string, error) {
 		if err == nil {
 			ts.storeLocked(tok)
 		}
-		ts.inflight, r.err = nil, err
+		ts.inflight, r.err, r.abandoned = nil, err, ctx.Err() != nil
 		close(r.done)
 		ts.mu.Unlock()
 		if err != nil {

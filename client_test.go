@@ -702,6 +702,37 @@ func TestTwentyGoroutinesThroughARevokedTokenRefreshOnce(t *testing.T) {
 	assert.Equal(t, []string{"password", "refresh_token"}, ts.grantLog(), "one login, then exactly one refresh")
 }
 
+func TestACanceledLoginDoesNotFailTheCallsWaitingForIt(t *testing.T) {
+	s := newAPIServer(t)
+	var logins atomic.Int32
+	firstLogin := make(chan struct{})
+	s.mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		if logins.Add(1) == 1 {
+			close(firstLogin)
+			<-r.Context().Done() // hangs until its caller gives up
+			return
+		}
+		respond(w, 200, map[string]any{"access_token": testToken, "token_type": "bearer", "expires_in": 3600})
+	})
+	s.mux.HandleFunc("GET /webhooks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, 200, map[string]any{"id": "a", "data": wireHook("a")})
+	})
+	c := fastClient(t, s, webhooks.WithCredentials("user@example.com", testPassword))
+
+	impatient, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { _, err := c.Get(impatient, "a"); first <- err }()
+	<-firstLogin
+	second := make(chan error, 1)
+	go func() { _, err := c.Get(context.Background(), "a"); second <- err }()
+	time.Sleep(20 * time.Millisecond) // let the second call start waiting for the first login
+	cancel()
+
+	assert.ErrorIs(t, <-first, context.Canceled)
+	assert.NoError(t, <-second, "the second call logs in itself rather than inherit the first call's cancellation")
+	assert.Equal(t, int32(2), logins.Load())
+}
+
 func TestRefreshFailureFallsBackToPassword(t *testing.T) {
 	ts := newTokenServer(t)
 	c := credentialsClient(t, ts)
