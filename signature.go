@@ -380,6 +380,9 @@ func (v *Verifier) VerifyRequest(r *http.Request) ([]byte, error) {
 	if r.ContentLength > v.maxBody {
 		return nil, ErrBodyTooLarge
 	}
+	if r.Body == nil { // a client-side request without a body
+		r.Body = http.NoBody
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, v.maxBody+1))
 	r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(body))

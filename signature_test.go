@@ -312,6 +312,14 @@ func TestVerifyRequestRestoresBody(t *testing.T) {
 	req.Header.Set(webhooks.SignatureHeader, webhooks.Sign(big, secret))
 	_, err = verifier.VerifyRequest(req)
 	assert.ErrorIs(t, err, webhooks.ErrBodyTooLarge)
+
+	// A request built for a client may have no body at all.
+	req, err = http.NewRequest(http.MethodPost, "/hook", nil)
+	require.NoError(t, err)
+	req.Header.Set(webhooks.SignatureHeader, webhooks.Sign(nil, secret))
+	got, err = verifier.VerifyRequest(req)
+	require.NoError(t, err, "the empty body is what was signed")
+	assert.Empty(t, got)
 }
 
 func TestMiddleware(t *testing.T) {
