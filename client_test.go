@@ -383,6 +383,9 @@ func TestInvalidInputSendsNoRequest(t *testing.T) {
 	for _, u := range []string{"http://localhost:8080/hook", "http://127.0.0.1/hook", "http://[::1]:9/hook", "https://example.com/hook"} {
 		assert.NoError(t, webhooks.ValidateURL(u), u)
 	}
+	err := webhooks.ValidateURL("http://admin:hunter2@example.com/hook")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "hunter2", "a password in the URL is not repeated")
 }
 
 func create(c *webhooks.Client, u string) error {

@@ -409,8 +409,9 @@ func ValidateURL(rawURL string) error {
 	if err != nil {
 		return fmt.Errorf("not a URL: %v", err)
 	}
+	shown := u.Redacted() // a password in the URL stays out of the error
 	if !u.IsAbs() || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", rawURL)
+		return fmt.Errorf("%q is not an absolute URL", shown)
 	}
 	switch u.Scheme {
 	case "https":
@@ -419,9 +420,9 @@ func ValidateURL(rawURL string) error {
 		if isLoopback(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("%q is plain http: Cakemail delivers only to https (http is allowed for loopback hosts)", rawURL)
+		return fmt.Errorf("%q is plain http: Cakemail delivers only to https (http is allowed for loopback hosts)", shown)
 	}
-	return fmt.Errorf("%q: scheme %q, want https", rawURL, u.Scheme)
+	return fmt.Errorf("%q: scheme %q, want https", shown, u.Scheme)
 }
 
 func isLoopback(host string) bool {
