@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -42,9 +43,9 @@ func init() {
 		{name: "test", args: "<id>", summary: "Send a signed sample delivery to a webhook's URL.", run: runTest, flags: func(c *invocation) {
 			c.stringFlag(&c.event, "e", "event", "", "event type of the sample (default: the webhook's)")
 		}},
-		{name: "verify", args: "[FILE|-]", summary: "Check the signature of a captured delivery body.", run: runVerify, flags: func(c *invocation) {
+		{name: "verify", args: "[FILE|-]", summary: "Check a captured delivery: a body with --signature, or a whole HTTP request.", run: runVerify, flags: func(c *invocation) {
 			c.stringFlag(&c.secret, "s", "secret", "", "the webhook's secret (default $CAKEMAIL_WEBHOOK_SECRET)")
-			c.stringFlag(&c.signature, "", "signature", "", "the signature header's value")
+			c.stringFlag(&c.signature, "", "signature", "", "the signature header's value (default: read from the captured request in FILE)")
 		}},
 		{name: "events", summary: "List the known event types.", run: runEvents},
 	}
@@ -343,9 +344,6 @@ func runVerify(_ context.Context, a *app, c *invocation) error {
 	if secret == "" {
 		return usagef("-s SECRET (or CAKEMAIL_WEBHOOK_SECRET) is required")
 	}
-	if c.signature == "" {
-		return usagef("--signature is required: the value of the delivery's X-Signature or X-Cakemail-Signature header")
-	}
 	in := a.stdin
 	if len(c.args) == 1 && c.args[0] != "-" {
 		f, err := os.Open(c.args[0])
@@ -362,7 +360,13 @@ func runVerify(_ context.Context, a *app, c *invocation) error {
 	if len(body) > maxCapturedBody {
 		return usagef("the body is over %d MiB; no Cakemail delivery is that large", maxCapturedBody>>20)
 	}
-	verr := webhooks.Verify(body, c.signature, secret)
+	signature := c.signature
+	if signature == "" {
+		if body, signature, err = splitCapturedRequest(body); err != nil {
+			return err
+		}
+	}
+	verr := webhooks.Verify(body, signature, secret)
 	result := verifyResult{Valid: verr == nil}
 	if verr != nil {
 		result.Error = verr.Error()
@@ -378,6 +382,28 @@ func runVerify(_ context.Context, a *app, c *invocation) error {
 		return fmt.Errorf("invalid: %w", verr)
 	}
 	return nil
+}
+
+// splitCapturedRequest reads a whole delivery as captured off the wire (request
+// line, headers, body), for verify without --signature.
+func splitCapturedRequest(raw []byte) (body []byte, signature string, err error) {
+	rd := bufio.NewReader(bytes.NewReader(raw))
+	req, err := http.ReadRequest(rd)
+	if err != nil {
+		return nil, "", usagef("without --signature the input must be a captured HTTP request (request line, headers, body): %v", err)
+	}
+	signature = webhooks.SignatureFromHeader(req.Header)
+	if signature == "" {
+		return nil, "", usagef("the captured request has no %s or %s header; give --signature", webhooks.SignatureHeader, webhooks.LegacySignatureHeader)
+	}
+	if body, err = io.ReadAll(req.Body); err != nil {
+		return nil, "", usagef("reading the captured request's body: %v", err)
+	}
+	if req.ContentLength <= 0 && len(req.TransferEncoding) == 0 {
+		// No length given: the body is whatever follows the headers.
+		body, _ = io.ReadAll(rd)
+	}
+	return body, signature, nil
 }
 
 func runEvents(_ context.Context, a *app, c *invocation) error {

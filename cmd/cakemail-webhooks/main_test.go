@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -290,7 +291,7 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 		{[]string{"update", id, "--rate-limit", "-4"}, "RateLimit -4 is negative"},
 		{[]string{"test", id, "-e", "email.nothing"}, "unknown event"},
 		{[]string{"verify", "--signature", "abc"}, "-s SECRET"},
-		{[]string{"verify", "-s", "k"}, "--signature"},
+		{[]string{"verify", "-s", "k"}, "captured HTTP request"},
 		{[]string{"verify", "-s", "k", "--signature", "x", "a", "b"}, "at most one"},
 		{[]string{"events", "extra"}, "unexpected argument"},
 	} {
@@ -375,6 +376,24 @@ func TestVerify(t *testing.T) {
 		assert.Contains(t, res.stderr, "invalid")
 		assert.NotContains(t, res.stderr, secret)
 		assert.NotContains(t, res.stderr, sig)
+	})
+	t.Run("a whole captured request", func(t *testing.T) {
+		crlf := "POST /webhooks/cakemail HTTP/1.1\r\nHost: example.com\r\nContent-Type: application/json\r\n" +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\nX-Signature: " + webhooks.Sign([]byte(body), secret) + "\r\n\r\n" + body
+		res := c.runStdin(crlf, "verify", "-s", secret)
+		assert.Equal(t, exitOK, res.code, res.stderr)
+
+		// Pasted by hand: bare newlines, the legacy header in hex, no length.
+		pasted := "POST /hook HTTP/1.1\nHost: example.com\nX-Cakemail-Signature: " + webhooks.SignHex([]byte(body), secret) + "\n\n" + body
+		res = c.runStdin(pasted, "verify", "-s", secret)
+		assert.Equal(t, exitOK, res.code, res.stderr)
+
+		res = c.runStdin(strings.Replace(pasted, `"Email.Opened"`, `"Email.Clicked"`, 1), "verify", "-s", secret)
+		assert.Equal(t, exitFailure, res.code, "a tampered capture fails")
+
+		res = c.runStdin("POST /hook HTTP/1.1\nHost: example.com\n\n"+body, "verify", "-s", secret)
+		assert.Equal(t, exitUsage, res.code)
+		assert.Contains(t, res.stderr, "no X-Signature or X-Cakemail-Signature header")
 	})
 	t.Run("missing file", func(t *testing.T) {
 		res := c.run("verify", "-s", secret, "--signature", "x", filepath.Join(t.TempDir(), "absent"))
