@@ -22,7 +22,12 @@ func TestStopsCleanlyOnSignals(t *testing.T) {
 		t.Skip("builds the command")
 	}
 	bin := filepath.Join(t.TempDir(), "cakemail-fake")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		// Without it, a cold cache compiles the standard library a second time.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, string(out))
 
