@@ -1,17 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/cakemail-go/webhooks"
 )
@@ -19,62 +12,135 @@ import (
 func init() {
 	commands = []*command{
 		{name: "list", summary: "List webhooks, a page at a time.", run: runList, flags: func(c *invocation) {
-			c.intFlag(&c.limit, "l", "limit", 0, "webhooks per page (the API's default is 50)")
-			c.intFlag(&c.page, "p", "page", 0, "page number, from 1")
-			c.boolFlag(&c.archived, "archived", "include archived webhooks")
+			c.intFlag(&c.limit, "l", "limit", "webhooks per page, from 1 (the API's default is 50)")
+			c.intFlag(&c.page, "p", "page", "page number, from 1")
+			c.boolFlag(&c.archived, "", "archived", "include archived webhooks")
 		}},
 		{name: "get", args: "<id>", summary: "Show a webhook, including its signing secret.", run: runGet},
-		{name: "create", summary: "Create a webhook for each of the given events.", run: runCreate, flags: func(c *invocation) {
-			c.stringFlag(&c.url, "u", "url", "", "endpoint URL (https)")
-			c.stringFlag(&c.events, "e", "events", "", "comma-separated events, such as email.opened,Email.Clicked")
-			c.intFlag(&c.rateLimit, "", "rate-limit", 0, "deliveries per period (the API's default is 50)")
-			c.stringFlag(&c.period, "", "period", "", "rate limit period: second or minute")
-			refusedFlags(c)
-		}},
-		{name: "update", args: "<id>", summary: "Change a webhook's URL or rate limit.", run: runUpdate, flags: func(c *invocation) {
-			c.stringFlag(&c.url, "u", "url", "", "new endpoint URL (https)")
-			c.intFlag(&c.rateLimit, "", "rate-limit", 0, "deliveries per period")
-			c.stringFlag(&c.period, "", "period", "", "rate limit period: second or minute")
-			c.stringFlag(&c.events, "e", "events", "", "not supported: a webhook's event cannot change")
-			refusedFlags(c)
-		}},
+		{name: "create", summary: "Create a webhook for each of the given events, unless one exists.", run: runCreate,
+			help: `The API takes one event per webhook: several events make one webhook each. An
+active webhook that already delivers an event to the URL is reported, not
+created again, so running the same create twice makes no duplicates. Every
+event name is checked before anything is sent.`,
+			flags: func(c *invocation) {
+				c.stringFlag(&c.url, "u", "url", "", "endpoint URL (https)")
+				c.listFlag(&c.events, "e", "events", "events, comma-separated or repeated, such as email.opened,Email.Clicked")
+				c.intFlag(&c.rateLimit, "", "rate-limit", "deliveries per period (the API's default is 50)")
+				c.stringFlag(&c.period, "", "period", "", "rate limit period: second or minute (the API's default is second)")
+				c.stringFlag(&c.name, "n", "name", "", "ignored, with a warning: Cakemail webhooks have no name")
+				c.stringFlag(&c.secret, "s", "secret", "", "not supported: Cakemail generates each secret (see secrets)")
+			}},
+		{name: "update", args: "<id>", summary: "Change a webhook's URL or rate limit.", run: runUpdate,
+			help: `A webhook's event and secret cannot change: to change the events of a URL use
+apply, to change a secret use rotate.`,
+			flags: func(c *invocation) {
+				c.stringFlag(&c.url, "u", "url", "", "new endpoint URL (https)")
+				c.intFlag(&c.rateLimit, "", "rate-limit", "deliveries per period")
+				c.stringFlag(&c.period, "", "period", "", "rate limit period: second or minute")
+				c.listFlag(&c.events, "e", "events", "not supported: a webhook's event cannot change (see apply)")
+				c.stringFlag(&c.name, "n", "name", "", "ignored, with a warning: Cakemail webhooks have no name")
+				c.stringFlag(&c.secret, "s", "secret", "", "not supported: Cakemail generates each secret (see rotate)")
+			}},
 		{name: "archive", args: "<id>", summary: "Stop a webhook's deliveries (the API has no delete).", run: runArchive},
 		{name: "unarchive", args: "<id>", summary: "Resume an archived webhook's deliveries.", run: runUnarchive},
+		{name: "apply", summary: "Make a URL's webhooks match a set of events and a rate limit.", run: runApply,
+			help: `Creates the missing webhooks, updates rate limits that differ, unarchives
+archived webhooks that are wanted and, with --prune, archives the URL's
+webhooks for events no longer listed. A second run changes nothing. Prints
+what was done to each webhook, or with --dry-run what would be.`,
+			flags: func(c *invocation) {
+				c.stringFlag(&c.url, "u", "url", "", "endpoint URL (https)")
+				c.listFlag(&c.events, "e", "events", "events, comma-separated or repeated")
+				c.intFlag(&c.rateLimit, "", "rate-limit", "deliveries per period (default 50)")
+				c.stringFlag(&c.period, "", "period", "", "rate limit period: second or minute (default second)")
+				c.boolFlag(&c.prune, "", "prune", "archive the URL's webhooks for events not listed")
+				c.boolFlag(&c.dryRun, "", "dry-run", "print the plan, change nothing")
+			}},
+		{name: "secrets", summary: "Print the signing secrets of a URL's active webhooks, comma-separated.", run: runSecrets,
+			help: `The list is what a receiver on that URL needs to verify every event it gets:
+CAKEMAIL_WEBHOOK_SECRET for the SDK's examples. It is secret: keep it out of
+logs, tickets and shell history.`,
+			flags: func(c *invocation) {
+				c.stringFlag(&c.url, "u", "url", "", "endpoint URL")
+				c.boolFlag(&c.env, "", "env", "print CAKEMAIL_WEBHOOK_SECRET=... for a .env file")
+			}},
+		{name: "rotate", args: "<id>", summary: "Replace a webhook with a new one and a new secret.", run: runRotate,
+			help: `Creates a webhook with the same event, URL and rate limit and a new secret, and
+prints the secret list to deploy to the receiver (old and new). Once the
+receiver has it, archive the old webhook (rotate prints the command), or give
+--archive-old to do it at once. While both are active, each event is delivered
+twice with the same body; the receiver's duplicate detection drops the second.`,
+			flags: func(c *invocation) {
+				c.boolFlag(&c.archiveOld, "", "archive-old", "archive the old webhook right after creating the new one")
+			}},
 		{name: "test", args: "<id>", summary: "Send a signed sample delivery to a webhook's URL.", run: runTest, flags: func(c *invocation) {
 			c.stringFlag(&c.event, "e", "event", "", "event type of the sample (default: the webhook's)")
 		}},
+		{name: "trigger", args: "EVENT", summary: "Send one signed delivery of EVENT to any URL; no account needed.", run: runTrigger,
+			help: `The body is what Cakemail sends: the API's shape by default (event, account_id,
+ip, user, created_on, data), or with --shape guide the shape of Cakemail's
+guides (event, timestamp, data). Each delivery is unique. The signature goes in
+X-Signature in base64, or with --hex in X-Cakemail-Signature in hex.`,
+			flags: func(c *invocation) {
+				c.stringFlag(&c.url, "u", "url", "", "where to send it (http or https)")
+				c.stringFlag(&c.secret, "s", "secret", "", "the secret to sign with (default $CAKEMAIL_WEBHOOK_SECRET)")
+				c.stringFlag(&c.data, "d", "data", "", "the event's data, a JSON object (default: a realistic sample)")
+				c.stringFlag(&c.shape, "", "shape", "api", "payload shape: api or guide")
+				c.boolFlag(&c.hex, "", "hex", "sign in hex in X-Cakemail-Signature")
+			}},
+		{name: "listen", summary: "Receive deliveries locally, verify each and print it as a JSON line.", run: runListen,
+			help: `Takes deliveries on any path. Each verified one is printed on stdout as one
+JSON line (event, account, created, data) and, with --forward-to, passed on
+unchanged (body and headers) to your own handler, whose answer goes back to the
+sender. A refused one is answered 401 (or 400, 405, 413) and the reason is
+printed on stderr. Stops on SIGINT or SIGTERM.`,
+			flags: func(c *invocation) {
+				c.stringFlag(&c.secret, "s", "secret", "", "secrets to verify with, comma-separated (default $CAKEMAIL_WEBHOOK_SECRET)")
+				c.stringFlag(&c.addr, "", "addr", "127.0.0.1:8080", "address to listen on")
+				c.stringFlag(&c.forwardTo, "", "forward-to", "", "URL to pass verified deliveries on to")
+			}},
 		{name: "verify", args: "[FILE|-]", summary: "Check a captured delivery: a body with --signature, or a whole HTTP request.", run: runVerify, flags: func(c *invocation) {
 			c.stringFlag(&c.secret, "s", "secret", "", "the webhook's secret (default $CAKEMAIL_WEBHOOK_SECRET)")
 			c.stringFlag(&c.signature, "", "signature", "", "the signature header's value (default: read from the captured request in FILE)")
 		}},
 		{name: "events", summary: "List the known event types.", run: runEvents},
+		{name: "version", summary: "Print the version.", run: runVersion},
 	}
 }
 
-// refusedFlags registers the flags Cakemail's CLI docs show but the API has no field for.
-func refusedFlags(c *invocation) {
-	c.stringFlag(&c.name, "n", "name", "", "not supported: the API has no webhook name")
-	c.stringFlag(&c.secret, "s", "secret", "", "not supported: Cakemail generates the secret; get shows it")
-}
-
-func checkRefused(c *invocation) error {
-	switch {
-	case c.set["name"]:
-		return usagef("--name is not supported: Cakemail webhooks have no name; tell them apart by event and URL")
-	case c.set["secret"]:
-		return usagef("--secret is not supported: Cakemail generates each webhook's secret; read it with: cakemail-webhooks get <id>")
+// unsupported warns about -n, which the API has no field for but which costs
+// nothing to ignore, and refuses, in one message, every other flag of
+// Cakemail's CLI reference the API cannot honour. refused maps a flag's long
+// name to why, and what to do instead.
+func (a *app) unsupported(c *invocation, refused map[string]string) error {
+	if c.given("name") {
+		a.warnf("%s ignored: Cakemail webhooks have no name; they are told apart by event and URL", c.spelled("name"))
 	}
-	return nil
+	var why []string
+	for _, long := range []string{"events", "secret"} {
+		if reason, ok := refused[long]; ok && c.given(long) {
+			why = append(why, c.spelled(long)+": "+reason)
+		}
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return usagef("not supported: %s", strings.Join(why, "; "))
 }
 
 func runList(ctx context.Context, a *app, c *invocation) error {
 	if err := c.noArgs(); err != nil {
 		return err
 	}
-	if c.limit < 0 || c.page < 0 {
-		return usagef("-l and -p must be positive")
+	for _, f := range []struct {
+		long string
+		n    int
+	}{{"limit", c.limit}, {"page", c.page}} {
+		if c.given(f.long) && f.n < 1 {
+			return usagef("%s must be at least 1, not %d", c.spelled(f.long), f.n)
+		}
 	}
-	client, err := a.client()
+	client, err := a.client(c)
 	if err != nil {
 		return err
 	}
@@ -82,14 +148,30 @@ func runList(ctx context.Context, a *app, c *invocation) error {
 	if err != nil {
 		return err
 	}
-	count := list.Count
-	if count < len(list.Webhooks) {
-		count = len(list.Webhooks)
+	count := max(list.Count, len(list.Webhooks))
+	hidden := ""
+	if !c.archived {
+		all, err := client.List(ctx, &webhooks.ListOptions{PerPage: 1, WithArchived: true, WithCount: true})
+		if err != nil {
+			a.warnf("could not count the archived webhooks: %s", message(err))
+		} else if n := all.Count - count; n > 0 {
+			hidden = fmt.Sprintf("%d archived webhook(s) not shown; add --archived to list them.", n)
+		}
 	}
 	if c.format == "json" {
+		if hidden != "" {
+			fmt.Fprintln(a.stderr, "note: "+hidden)
+		}
 		return writeJSON(a.stdout, listView{Data: viewsOf(list.Webhooks), Count: count})
 	}
-	return writeTable(a.stdout, list.Webhooks, fmt.Sprintf("%d webhook(s) in all; page %d", count, max(list.Page, 1)))
+	footer := fmt.Sprintf("%d webhook(s) in all; page %d.", count, max(list.Page, 1))
+	if len(list.Webhooks) == 0 && count > 0 {
+		footer = fmt.Sprintf("%d webhook(s) in all; page %d is past the last one.", count, max(list.Page, 1))
+	}
+	if hidden != "" {
+		footer += " " + hidden
+	}
+	return writeTable(a.stdout, list.Webhooks, footer)
 }
 
 func runGet(ctx context.Context, a *app, c *invocation) error {
@@ -97,7 +179,7 @@ func runGet(ctx context.Context, a *app, c *invocation) error {
 	if err != nil {
 		return err
 	}
-	client, err := a.client()
+	client, err := a.client(c)
 	if err != nil {
 		return err
 	}
@@ -111,31 +193,66 @@ func runGet(ctx context.Context, a *app, c *invocation) error {
 	return writeDetail(a.stdout, hook)
 }
 
+// settings checks -u, --rate-limit and --period as the user typed them, so a
+// mistake is reported by flag rather than by SDK field.
+func settings(c *invocation, urlRequired bool) error {
+	if c.given("url") || urlRequired {
+		if err := webhooks.ValidateURL(c.url); err != nil {
+			return usagef("%s: %v", c.spelled("url"), err)
+		}
+	}
+	if c.given("rate-limit") && c.rateLimit < 1 {
+		return usagef("%s must be at least 1, not %d", c.spelled("rate-limit"), c.rateLimit)
+	}
+	if c.given("period") {
+		switch webhooks.RateLimitPeriod(c.period) {
+		case webhooks.PerSecond, webhooks.PerMinute:
+		default:
+			return usagef("%s must be second or minute, not %q", c.spelled("period"), c.period)
+		}
+	}
+	return nil
+}
+
 func runCreate(ctx context.Context, a *app, c *invocation) error {
 	if err := c.noArgs(); err != nil {
 		return err
 	}
-	if err := checkRefused(c); err != nil {
+	if err := a.unsupported(c, map[string]string{
+		"secret": "Cakemail generates each webhook's secret; drop it, then read the secrets with: cakemail-webhooks secrets -u URL",
+	}); err != nil {
 		return err
 	}
-	if c.url == "" || c.events == "" {
-		return usagef("-u URL and -e EVENTS are required")
+	if err := requireURLAndEvents(c); err != nil {
+		return err
 	}
-	events, err := parseEvents(c.events)
+	if err := settings(c, true); err != nil {
+		return err
+	}
+	events, err := a.parseEvents(c)
 	if err != nil {
 		return err
+	}
+	client, err := a.client(c)
+	if err != nil {
+		return err
+	}
+	existing, err := activeFor(ctx, client, c.url)
+	if err != nil {
+		return err
+	}
+	if len(events) > 1 {
+		fmt.Fprintf(a.stderr, "A Cakemail webhook listens to one event: %d events make %d webhooks for %s.\n", len(events), len(events), shownURL(c.url))
 	}
 	params := webhooks.CreateParams{URL: c.url, RateLimit: c.rateLimit, RateLimitPeriod: webhooks.RateLimitPeriod(c.period)}
-	if len(events) > 1 {
-		fmt.Fprintf(a.stderr, "A Cakemail webhook listens to one event: creating %d webhooks for %s.\n", len(events), c.url)
-	}
-	client, err := a.client()
-	if err != nil {
-		return err
-	}
-	var created []*webhooks.Webhook
+	var shown, created []*webhooks.Webhook
 	var createErr error
 	for _, event := range events {
+		if hook := existing[event]; hook != nil {
+			fmt.Fprintf(a.stderr, "Webhook %s already delivers %s to this URL: not created again.\n", hook.ID, event)
+			shown = append(shown, hook)
+			continue
+		}
 		p := params
 		p.Event = event
 		hook, err := client.Create(ctx, &p)
@@ -144,77 +261,152 @@ func runCreate(ctx context.Context, a *app, c *invocation) error {
 			break
 		}
 		created = append(created, hook)
+		shown = append(shown, hook)
 	}
 	if createErr != nil && len(created) > 0 {
-		ids := make([]string, len(created))
-		for i, h := range created {
-			ids[i] = h.ID + " (" + string(h.Event) + ")"
-		}
-		createErr = fmt.Errorf("%w; already created: %s", createErr, strings.Join(ids, ", "))
+		createErr = fmt.Errorf("%w; already created: %s", createErr, describe(created))
 	}
-	if len(created) == 0 {
+	if len(shown) == 0 {
 		return createErr
 	}
 	var werr error
 	switch {
 	case c.format == "json" && len(events) == 1:
-		werr = writeJSON(a.stdout, viewOf(created[0]))
+		werr = writeJSON(a.stdout, viewOf(shown[0]))
 	case c.format == "json":
-		werr = writeJSON(a.stdout, listView{Data: viewsOf(created), Count: len(created)})
+		werr = writeJSON(a.stdout, listView{Data: viewsOf(shown), Count: len(shown)})
 	default:
-		werr = writeTable(a.stdout, created, fmt.Sprintf("%d webhook(s) created", len(created)))
+		footer := fmt.Sprintf("%d webhook(s) created", len(created))
+		if n := len(shown) - len(created); n > 0 {
+			footer += fmt.Sprintf(", %d already there", n)
+		}
+		werr = writeTable(a.stdout, shown, footer+". Their secrets: cakemail-webhooks secrets -u URL")
 	}
 	return errors.Join(createErr, werr)
 }
 
-// parseEvents reads a comma-separated list of event names, dropping repeats.
-func parseEvents(list string) ([]webhooks.EventType, error) {
-	var out []webhooks.EventType
-	seen := map[webhooks.EventType]bool{}
-	for _, name := range strings.Split(list, ",") {
-		if strings.TrimSpace(name) == "" {
-			continue
-		}
-		t, err := webhooks.ParseEventType(name)
+func requireURLAndEvents(c *invocation) error {
+	switch {
+	case c.url == "" && len(c.events) == 0:
+		return usagef("-u URL and -e EVENTS are required")
+	case c.url == "":
+		return usagef("-u URL is required")
+	case len(c.events) == 0:
+		return usagef("-e EVENTS is required")
+	}
+	return nil
+}
+
+// describe lists webhooks as "id (Event), id (Event)".
+func describe(hooks []*webhooks.Webhook) string {
+	ids := make([]string, len(hooks))
+	for i, h := range hooks {
+		ids[i] = h.ID + " (" + string(h.Event) + ")"
+	}
+	return strings.Join(ids, ", ")
+}
+
+// activeFor returns the active webhooks delivering to url, by event.
+func activeFor(ctx context.Context, client *webhooks.Client, url string) (map[webhooks.EventType]*webhooks.Webhook, error) {
+	out := map[webhooks.EventType]*webhooks.Webhook{}
+	for hook, err := range client.All(ctx, &webhooks.ListOptions{PerPage: 100}) {
 		if err != nil {
 			return nil, err
 		}
-		if !seen[t] {
-			seen[t] = true
-			out = append(out, t)
+		if hook.URL == url && hook.Status == webhooks.StatusActive && out[hook.Event] == nil {
+			out[hook.Event] = hook
 		}
-	}
-	if len(out) == 0 {
-		return nil, usagef("-e names no event")
 	}
 	return out, nil
 }
+
+// parseEvents reads every -e (comma-separated lists, repeated flags), checks
+// every name before anything is sent, and drops repeats. The events only
+// Cakemail's guide names are kept, with a warning, since the server decides.
+func (a *app) parseEvents(c *invocation) ([]webhooks.EventType, error) {
+	var out []webhooks.EventType
+	var bad []string
+	seen := map[webhooks.EventType]bool{}
+	for _, list := range c.events {
+		for _, name := range strings.Split(list, ",") {
+			if strings.TrimSpace(name) == "" {
+				continue
+			}
+			t, err := webhooks.ParseEventType(strings.TrimSpace(name))
+			if err != nil {
+				bad = append(bad, message(err))
+				continue
+			}
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%w; nothing was sent", unknownEvents(bad))
+	}
+	if len(out) == 0 {
+		return nil, usagef("%s names no event", c.spelled("events"))
+	}
+	for _, t := range out {
+		if t.GuideOnly() {
+			a.warnf("%s is named in Cakemail's webhook guide but not in its API description: the server may refuse it", t)
+		}
+	}
+	return out, nil
+}
+
+// unknownEvents is every bad name of one command line, as one error.
+func unknownEvents(msgs []string) error {
+	for i, m := range msgs {
+		m = strings.TrimPrefix(m, "unknown event type ")
+		if before, after, ok := strings.Cut(m, "; did you mean "); ok {
+			m = before + " (did you mean " + after + ")"
+		}
+		msgs[i] = m
+	}
+	noun := "unknown event type"
+	if len(msgs) > 1 {
+		noun = "unknown event types"
+	}
+	return fmt.Errorf("%w %s", errUnknownEvents{noun}, strings.Join(msgs, ", "))
+}
+
+// errUnknownEvents reads as the CLI's words but still matches ErrUnknownEventType.
+type errUnknownEvents struct{ noun string }
+
+func (e errUnknownEvents) Error() string { return e.noun }
+func (e errUnknownEvents) Unwrap() error { return webhooks.ErrUnknownEventType }
 
 func runUpdate(ctx context.Context, a *app, c *invocation) error {
 	id, err := c.oneArg("webhook id")
 	if err != nil {
 		return err
 	}
-	if err := checkRefused(c); err != nil {
+	if err := a.unsupported(c, map[string]string{
+		"events": "a webhook's event cannot change; to set the events a URL gets, run: cakemail-webhooks apply -u URL -e EVENTS --prune",
+		"secret": "Cakemail generates each webhook's secret; to replace it, run: cakemail-webhooks rotate " + id,
+	}); err != nil {
 		return err
 	}
-	if c.set["events"] {
-		return usagef("--events is not supported: a webhook's event cannot change; create a webhook for the new event, then archive this one")
-	}
-	var params webhooks.UpdateParams
-	if c.set["url"] {
-		params.URL = webhooks.Ptr(c.url)
-	}
-	if c.set["rate-limit"] {
-		params.RateLimit = webhooks.Ptr(c.rateLimit)
-	}
-	if c.set["period"] {
-		params.RateLimitPeriod = webhooks.Ptr(webhooks.RateLimitPeriod(c.period))
-	}
-	if !c.set["url"] && !c.set["rate-limit"] && !c.set["period"] {
+	if !c.given("url") && !c.given("rate-limit") && !c.given("period") {
 		return usagef("nothing to update: give -u, --rate-limit or --period")
 	}
-	client, err := a.client()
+	if err := settings(c, false); err != nil {
+		return err
+	}
+	var params webhooks.UpdateParams
+	if c.given("url") {
+		params.URL = webhooks.Ptr(c.url)
+	}
+	if c.given("rate-limit") {
+		params.RateLimit = webhooks.Ptr(c.rateLimit)
+	}
+	if c.given("period") {
+		params.RateLimitPeriod = webhooks.Ptr(webhooks.RateLimitPeriod(c.period))
+	}
+	client, err := a.client(c)
 	if err != nil {
 		return err
 	}
@@ -239,7 +431,7 @@ func archiveOrUnarchive(ctx context.Context, a *app, c *invocation,
 	if err != nil {
 		return err
 	}
-	client, err := a.client()
+	client, err := a.client(c)
 	if err != nil {
 		return err
 	}
@@ -248,162 +440,6 @@ func archiveOrUnarchive(ctx context.Context, a *app, c *invocation,
 		return err
 	}
 	return writeOne(a.stdout, c.format, hook, done)
-}
-
-// testResult is what the test command reports.
-type testResult struct {
-	WebhookID  string             `json:"webhook_id"`
-	URL        string             `json:"url"`
-	Event      webhooks.EventType `json:"event"`
-	StatusCode int                `json:"status_code"`
-	LatencyMS  float64            `json:"latency_ms"`
-}
-
-// runTest sends what Cakemail would: the API's payload shape, signed with the
-// webhook's secret in X-Signature. The API has no test endpoint, so this is the
-// only way to exercise a receiver before a real event happens.
-func runTest(ctx context.Context, a *app, c *invocation) error {
-	id, err := c.oneArg("webhook id")
-	if err != nil {
-		return err
-	}
-	event := webhooks.EventType("")
-	if c.event != "" {
-		if event, err = webhooks.ParseEventType(c.event); err != nil {
-			return err
-		}
-	}
-	client, err := a.client()
-	if err != nil {
-		return err
-	}
-	hook, err := client.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	if event == "" {
-		event = hook.Event
-	}
-	if hook.Secret == "" {
-		return fmt.Errorf("webhook %s has no signing secret to sign with", hook.ID)
-	}
-	payload, err := json.Marshal(map[string]any{
-		"event":      event,
-		"created_on": time.Now().Unix(),
-		"data":       map[string]any{"test": true, "webhook_id": hook.ID},
-	})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hook.URL, bytes.NewReader(payload))
-	if err != nil {
-		return fmt.Errorf("webhook %s has an unusable URL: %w", hook.ID, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(webhooks.SignatureHeader, webhooks.Sign(payload, hook.Secret))
-	req.Header.Set("User-Agent", "cakemail-webhooks-test/"+webhooks.Version)
-	start := time.Now()
-	resp, err := a.httpClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("delivering to %s: %w", hook.URL, err)
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	result := testResult{WebhookID: hook.ID, URL: hook.URL, Event: event, StatusCode: resp.StatusCode,
-		LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
-	if c.format == "json" {
-		err = writeJSON(a.stdout, result)
-	} else {
-		_, err = fmt.Fprintf(a.stdout, "%s delivery to %s: %s in %.1f ms\n", event, hook.URL, resp.Status, result.LatencyMS)
-	}
-	if err == nil && (resp.StatusCode < 200 || resp.StatusCode > 299) {
-		err = fmt.Errorf("the receiver answered %s", resp.Status)
-	}
-	return err
-}
-
-// maxCapturedBody bounds what verify reads, far above any real delivery.
-const maxCapturedBody = 64 << 20
-
-// verifyResult is what the verify command reports.
-type verifyResult struct {
-	Valid bool   `json:"valid"`
-	Error string `json:"error,omitempty"`
-}
-
-func runVerify(_ context.Context, a *app, c *invocation) error {
-	if len(c.args) > 1 {
-		return usagef("want at most one FILE argument")
-	}
-	secret := c.secret
-	if secret == "" {
-		secret = os.Getenv("CAKEMAIL_WEBHOOK_SECRET")
-	}
-	if secret == "" {
-		return usagef("-s SECRET (or CAKEMAIL_WEBHOOK_SECRET) is required")
-	}
-	in := a.stdin
-	if len(c.args) == 1 && c.args[0] != "-" {
-		f, err := os.Open(c.args[0])
-		if err != nil {
-			return usagef("%v", err)
-		}
-		defer f.Close()
-		in = f
-	}
-	body, err := io.ReadAll(io.LimitReader(in, maxCapturedBody+1))
-	if err != nil {
-		return err
-	}
-	if len(body) > maxCapturedBody {
-		return usagef("the body is over %d MiB; no Cakemail delivery is that large", maxCapturedBody>>20)
-	}
-	signature := c.signature
-	if signature == "" {
-		if body, signature, err = splitCapturedRequest(body); err != nil {
-			return err
-		}
-	}
-	verr := webhooks.Verify(body, signature, secret)
-	result := verifyResult{Valid: verr == nil}
-	if verr != nil {
-		result.Error = verr.Error()
-	}
-	if c.format == "json" {
-		if err := writeJSON(a.stdout, result); err != nil {
-			return err
-		}
-	} else if verr == nil {
-		fmt.Fprintln(a.stdout, "valid: the body was signed with this secret")
-	}
-	if verr != nil {
-		return fmt.Errorf("invalid: %w", verr)
-	}
-	return nil
-}
-
-// splitCapturedRequest reads a whole delivery as captured off the wire (request
-// line, headers, body), for verify without --signature.
-func splitCapturedRequest(raw []byte) (body []byte, signature string, err error) {
-	rd := bufio.NewReader(bytes.NewReader(raw))
-	req, err := http.ReadRequest(rd)
-	if err != nil {
-		return nil, "", usagef("without --signature the input must be a captured HTTP request (request line, headers, body): %v", err)
-	}
-	signature = webhooks.SignatureFromHeader(req.Header)
-	if signature == "" {
-		return nil, "", usagef("the captured request has no %s or %s header; give --signature", webhooks.SignatureHeader, webhooks.LegacySignatureHeader)
-	}
-	if body, err = io.ReadAll(req.Body); err != nil {
-		return nil, "", usagef("reading the captured request's body: %v", err)
-	}
-	if req.ContentLength <= 0 && len(req.TransferEncoding) == 0 {
-		// No length given: the body is whatever follows the headers.
-		body, _ = io.ReadAll(rd)
-	}
-	return body, signature, nil
 }
 
 func runEvents(_ context.Context, a *app, c *invocation) error {
@@ -415,8 +451,12 @@ func runEvents(_ context.Context, a *app, c *invocation) error {
 	}
 	var b strings.Builder
 	for _, t := range webhooks.EventTypes() {
-		b.WriteString(string(t) + "\n")
+		b.WriteString(string(t))
+		if t.GuideOnly() {
+			b.WriteString("\t(named only in Cakemail's guide; the API description does not list it)")
+		}
+		b.WriteString("\n")
 	}
-	_, err := io.WriteString(a.stdout, b.String())
+	_, err := fmt.Fprint(a.stdout, b.String())
 	return err
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -13,93 +13,180 @@ var errHelp = errors.New("help requested")
 
 // invocation is one command's parsed command line.
 type invocation struct {
-	fs      *flag.FlagSet
-	format  string
-	args    []string        // positional arguments
-	set     map[string]bool // flags given, by long name
-	aliases []flagAlias     // for the usage text
+	cmd   *command
+	defs  []*flagDef
+	args  []string          // positional arguments
+	typed map[string]string // flags given: long name -> the spelling typed, such as "-s"
 
-	limit, page, rateLimit                int
-	archived                              bool
-	url, events, period, event, signature string
-	name, secret                          string
+	format string
+	debug  bool
+
+	limit, page, rateLimit                                   int
+	archived, prune, dryRun, env, archiveOld, hex            bool
+	url, period, event, signature, name, secret, data, shape string
+	addr, forwardTo                                          string
+	events                                                   []string // every -e, in order
 }
 
-type flagAlias struct{ short, long string }
+type flagKind int
 
-// stringFlag registers -short and --long for one value; short may be empty.
-func (c *invocation) stringFlag(p *string, short, long, value, usage string) {
-	if short != "" {
-		c.fs.StringVar(p, short, value, usage)
+const (
+	kindString flagKind = iota
+	kindInt
+	kindBool
+	kindList // repeatable; every value is kept
+)
+
+// flagDef is one flag a command takes.
+type flagDef struct {
+	short, long string
+	kind        flagKind
+	def         string // shown in help when not empty
+	usage       string
+	str         *string
+	num         *int
+	flag        *bool
+	list        *[]string
+}
+
+func (c *invocation) add(d *flagDef) { c.defs = append(c.defs, d) }
+
+func (c *invocation) stringFlag(p *string, short, long, def, usage string) {
+	*p = def
+	c.add(&flagDef{short: short, long: long, kind: kindString, def: def, usage: usage, str: p})
+}
+
+func (c *invocation) intFlag(p *int, short, long string, usage string) {
+	c.add(&flagDef{short: short, long: long, kind: kindInt, usage: usage, num: p})
+}
+
+func (c *invocation) boolFlag(p *bool, short, long, usage string) {
+	c.add(&flagDef{short: short, long: long, kind: kindBool, usage: usage, flag: p})
+}
+
+func (c *invocation) listFlag(p *[]string, short, long, usage string) {
+	c.add(&flagDef{short: short, long: long, kind: kindList, usage: usage, list: p})
+}
+
+func (c *invocation) lookup(name string) *flagDef {
+	for _, d := range c.defs {
+		if d.long == name || (d.short != "" && d.short == name) {
+			return d
+		}
 	}
-	c.fs.StringVar(p, long, value, usage)
-	c.aliases = append(c.aliases, flagAlias{short, long})
+	return nil
 }
 
-func (c *invocation) intFlag(p *int, short, long string, value int, usage string) {
-	if short != "" {
-		c.fs.IntVar(p, short, value, usage)
+// given reports whether the flag with this long name was on the command line.
+func (c *invocation) given(long string) bool {
+	_, ok := c.typed[long]
+	return ok
+}
+
+// spelled returns the flag as the user typed it ("-s" or "--secret"), for messages.
+func (c *invocation) spelled(long string) string {
+	if s, ok := c.typed[long]; ok {
+		return s
 	}
-	c.fs.IntVar(p, long, value, usage)
-	c.aliases = append(c.aliases, flagAlias{short, long})
+	return "--" + long
 }
 
-func (c *invocation) boolFlag(p *bool, long, usage string) {
-	c.fs.BoolVar(p, long, false, usage)
-	c.aliases = append(c.aliases, flagAlias{"", long})
-}
-
-// parse reads flags wherever they stand among the positional arguments, as
-// Cakemail's CLI documentation writes them ("get 301 -f json"); Go's flag
-// package alone stops at the first positional argument. "--" ends the flags.
-func parse(cmd *command, args []string, stdout io.Writer) (*invocation, error) {
-	c := &invocation{fs: flag.NewFlagSet(cmd.name, flag.ContinueOnError), set: map[string]bool{}}
-	c.fs.SetOutput(io.Discard)
+// newInvocation registers the flags every command takes, then cmd's own.
+func newInvocation(cmd *command) *invocation {
+	c := &invocation{cmd: cmd, typed: map[string]string{}}
 	c.stringFlag(&c.format, "f", "format", "table", "output format: table or json")
+	c.boolFlag(&c.debug, "v", "debug", "print one line per HTTP exchange on stderr")
 	if cmd.flags != nil {
 		cmd.flags(c)
 	}
-	rest := args
-	for {
-		if err := c.fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				printCommandUsage(stdout, cmd, c)
-				return nil, errHelp
-			}
-			return nil, usagef("%v (see cakemail-webhooks %s -h)", err, cmd.name)
-		}
-		remaining := c.fs.Args()
-		consumed := len(rest) - len(remaining)
-		if consumed > 0 && rest[consumed-1] == "--" {
-			c.args = append(c.args, remaining...)
-			break
-		}
-		if len(remaining) == 0 {
-			break
-		}
-		c.args = append(c.args, remaining[0])
-		rest = remaining[1:]
-	}
-	c.fs.Visit(func(f *flag.Flag) { c.set[c.longName(f.Name)] = true })
-	if c.format != "table" && c.format != "json" {
-		return nil, usagef("-f must be table or json, not %q", c.format)
-	}
-	return c, nil
+	return c
 }
 
-func (c *invocation) longName(name string) string {
-	for _, a := range c.aliases {
-		if a.short == name {
-			return a.long
+// parse reads flags wherever they stand among the positional arguments, as
+// Cakemail's CLI documentation writes them ("get 301 -f json"). "--" ends the
+// flags. Every unknown flag is reported at once, so one correction is enough.
+func parse(cmd *command, args []string, stdout io.Writer) (*invocation, error) {
+	c := newInvocation(cmd)
+	var unknown []string
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			c.args = append(c.args, args[i+1:]...)
+			break
 		}
+		if len(arg) < 2 || arg[0] != '-' {
+			c.args = append(c.args, arg)
+			continue
+		}
+		dashes := "-"
+		name := arg[1:]
+		if strings.HasPrefix(name, "-") {
+			dashes, name = "--", name[1:]
+		}
+		name, value, hasValue := strings.Cut(name, "=")
+		if name == "h" || name == "help" {
+			printCommandUsage(stdout, c)
+			return nil, errHelp
+		}
+		d := c.lookup(name)
+		if d == nil || name == "" {
+			unknown = append(unknown, dashes+name)
+			continue
+		}
+		typed := dashes + name
+		if d.kind == kindBool {
+			on := true
+			if hasValue {
+				b, err := strconv.ParseBool(value)
+				if err != nil {
+					return nil, usagef("%s takes no value, or true or false; not %q", typed, value)
+				}
+				on = b
+			}
+			*d.flag = on
+			c.typed[d.long] = typed
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, usagef("%s needs a value (see cakemail-webhooks %s -h)", typed, cmd.name)
+			}
+			i++
+			value = args[i]
+		}
+		switch d.kind {
+		case kindString:
+			*d.str = value
+		case kindList:
+			*d.list = append(*d.list, value)
+		case kindInt:
+			n, err := strconv.Atoi(strings.TrimSpace(value))
+			if err != nil {
+				return nil, usagef("%s wants a whole number, not %q", typed, value)
+			}
+			*d.num = n
+		}
+		c.typed[d.long] = typed
 	}
-	return name
+	if len(unknown) > 0 {
+		noun := "flag"
+		if len(unknown) > 1 {
+			noun = "flags"
+		}
+		return nil, usagef("unknown %s %s (see cakemail-webhooks %s -h)", noun, strings.Join(unknown, ", "), cmd.name)
+	}
+	format := strings.ToLower(strings.TrimSpace(c.format))
+	if format != "table" && format != "json" {
+		return nil, usagef("%s must be table or json, not %q", c.spelled("format"), c.format)
+	}
+	c.format = format
+	return c, nil
 }
 
 // oneArg returns the single positional argument called what.
 func (c *invocation) oneArg(what string) (string, error) {
 	if len(c.args) != 1 || strings.TrimSpace(c.args[0]) == "" {
-		return "", usagef("want exactly one %s argument, got %d", what, len(c.args))
+		return "", usagef("want exactly one %s argument, got %d (usage: cakemail-webhooks %s %s)", what, len(c.args), c.cmd.name, c.cmd.args)
 	}
 	return c.args[0], nil
 }
@@ -111,18 +198,32 @@ func (c *invocation) noArgs() error {
 	return nil
 }
 
-func printCommandUsage(w io.Writer, cmd *command, c *invocation) {
-	fmt.Fprintf(w, "Usage: cakemail-webhooks %s [flags] %s\n\n%s\n\nFlags:\n", cmd.name, cmd.args, cmd.summary)
-	for _, a := range c.aliases {
-		f := c.fs.Lookup(a.long)
-		names := "--" + a.long
-		if a.short != "" {
-			names = "-" + a.short + ", " + names
+func printCommandUsage(w io.Writer, c *invocation) {
+	cmd := c.cmd
+	usage := "cakemail-webhooks " + cmd.name + " [flags]"
+	if cmd.args != "" {
+		usage += " " + cmd.args
+	}
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", usage, cmd.summary)
+	if cmd.help != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(cmd.help))
+	}
+	fmt.Fprintln(w, "\nFlags:")
+	for _, d := range c.defs {
+		names := "--" + d.long
+		if d.short != "" {
+			names = "-" + d.short + ", " + names
+		}
+		switch d.kind {
+		case kindString, kindList:
+			names += " " + strings.ToUpper(strings.ReplaceAll(d.long, "-", "_"))
+		case kindInt:
+			names += " N"
 		}
 		def := ""
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
-			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		if d.def != "" {
+			def = fmt.Sprintf(" (default %s)", d.def)
 		}
-		fmt.Fprintf(w, "  %-22s %s%s\n", names, f.Usage, def)
+		fmt.Fprintf(w, "  %-26s %s%s\n", names, d.usage, def)
 	}
 }

@@ -1,13 +1,17 @@
 // Command cakemail-webhooks manages Cakemail webhooks from the shell, with the
-// workflows of Cakemail's CLI documentation, built on the Go SDK.
+// workflows of Cakemail's CLI documentation, built on the Go SDK; with trigger
+// and listen it also sends and receives signed deliveries locally, no account
+// needed.
 //
 // Usage:
 //
-//	cakemail-webhooks <command> [flags] [args]
+//	cakemail-webhooks [webhooks] <command> [flags] [args]
 //
-// Commands: list, get, create, update, archive, unarchive, test, verify, events.
-// Every command takes -f table|json and -h. Flags may come before or after the
-// positional argument.
+// Run cakemail-webhooks help for the commands, and cakemail-webhooks help
+// <command> for one command's flags. Every command takes -f table|json, -v
+// (--debug) and -h; flags may come before or after the positional argument.
+// The optional leading "webhooks" word lets the lines of Cakemail's CLI
+// reference run as written through alias cakemail=cakemail-webhooks.
 //
 // Credentials come from the environment: CAKEMAIL_ACCESS_TOKEN, or
 // CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD; CAKEMAIL_BASE_URL and
@@ -22,9 +26,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,7 +48,7 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	app := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, httpClient: http.DefaultClient}
+	app := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, httpClient: &http.Client{}}
 	os.Exit(app.run(ctx, os.Args[1:]))
 }
 
@@ -49,7 +57,12 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	clientOptions  []webhooks.Option // added after the environment's
-	httpClient     *http.Client      // for the test command's delivery
+	httpClient     *http.Client      // for deliveries: test, trigger, listen's forwarding
+	apiTransport   http.RoundTripper // for API calls; nil means a clone of http.DefaultTransport
+	listening      chan<- string     // listen sends its address here once it accepts deliveries
+
+	debug  bool // -v before the command
+	errOut *redactingWriter
 }
 
 // usageError is a mistake in the command line: exit code 2.
@@ -66,34 +79,58 @@ type command struct {
 	name    string
 	args    string // positional arguments, for the usage line
 	summary string
+	help    string // more lines for "help <command>"
 	run     func(ctx context.Context, a *app, c *invocation) error
 	flags   func(c *invocation)
 }
 
 var commands []*command // filled in commands.go's init to keep the table beside the code
 
+func lookupCommand(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
 func (a *app) run(ctx context.Context, args []string) int {
+	a.errOut = &redactingWriter{w: a.stderr}
+	a.stderr = a.errOut
+	a.hideEnvironmentSecrets()
+
+	// What may precede the command: Cakemail's "webhooks" word and -v.
+	for len(args) > 0 {
+		switch args[0] {
+		case "webhooks":
+			args = args[1:]
+			continue
+		case "-v", "--debug", "-debug":
+			a.debug = true
+			args = args[1:]
+			continue
+		}
+		break
+	}
 	if len(args) == 0 {
-		fmt.Fprintln(a.stderr, "cakemail-webhooks: no command given; run cakemail-webhooks -h for the list")
+		fmt.Fprintln(a.stderr, "cakemail-webhooks: no command given; run cakemail-webhooks help for the list")
 		return exitUsage
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		a.printUsage(a.stdout)
-		return exitOK
+	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		return a.help(args[1:])
+	case "--version", "-version":
+		args[0] = "version"
 	}
 	name := args[0]
 	if name == "delete" {
 		fmt.Fprintln(a.stderr, "cakemail-webhooks: delete: the Cakemail API cannot delete webhooks; archive it instead: cakemail-webhooks archive <id> (unarchive brings it back)")
 		return exitUsage
 	}
-	var cmd *command
-	for _, c := range commands {
-		if c.name == name {
-			cmd = c
-		}
-	}
+	cmd := lookupCommand(name)
 	if cmd == nil {
-		fmt.Fprintf(a.stderr, "cakemail-webhooks: unknown command %q; run cakemail-webhooks -h for the list\n", name)
+		fmt.Fprintf(a.stderr, "cakemail-webhooks: unknown command %q; run cakemail-webhooks help for the list\n", name)
 		return exitUsage
 	}
 	inv, err := parse(cmd, args[1:], a.stdout)
@@ -101,9 +138,28 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	if err == nil {
+		inv.debug = inv.debug || a.debug
 		err = cmd.run(ctx, a, inv)
 	}
 	return a.report(cmd.name, err)
+}
+
+// help prints the list of commands, or one command's usage.
+func (a *app) help(args []string) int {
+	if len(args) > 0 && args[0] == "webhooks" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		a.printUsage(a.stdout)
+		return exitOK
+	}
+	cmd := lookupCommand(args[0])
+	if cmd == nil {
+		fmt.Fprintf(a.stderr, "cakemail-webhooks: help: unknown command %q; run cakemail-webhooks help for the list\n", args[0])
+		return exitUsage
+	}
+	printCommandUsage(a.stdout, newInvocation(cmd))
+	return exitOK
 }
 
 // report prints err on one line and picks the exit code.
@@ -114,38 +170,193 @@ func (a *app) report(name string, err error) int {
 		return exitOK
 	case errors.As(err, &usage), errors.Is(err, webhooks.ErrInvalidParams), errors.Is(err, webhooks.ErrUnknownEventType),
 		errors.Is(err, webhooks.ErrNoCredentials):
-		fmt.Fprintf(a.stderr, "cakemail-webhooks: %s: %s\n", name, oneLine(err))
+		fmt.Fprintf(a.stderr, "cakemail-webhooks: %s: %s\n", name, message(err))
 		return exitUsage
 	default:
-		fmt.Fprintf(a.stderr, "cakemail-webhooks: %s: %s\n", name, oneLine(err))
+		fmt.Fprintf(a.stderr, "cakemail-webhooks: %s: %s\n", name, message(err))
 		return exitFailure
 	}
 }
 
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+// message renders err on one line without the SDK's "webhooks: " prefixes,
+// which after "cakemail-webhooks: list: " only repeat the program's name.
+func message(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	s = strings.TrimPrefix(s, "webhooks: ")
+	return strings.ReplaceAll(s, ": webhooks: ", ": ")
+}
+
+// warnf tells the user something worth knowing that does not stop the command.
+func (a *app) warnf(format string, args ...any) {
+	fmt.Fprintf(a.stderr, "warning: "+format+"\n", args...)
 }
 
 func (a *app) printUsage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: cakemail-webhooks <command> [flags] [args]")
+	fmt.Fprintln(w, "Usage: cakemail-webhooks [webhooks] <command> [flags] [args]")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Every command takes -f table|json and -h. Credentials: CAKEMAIL_ACCESS_TOKEN, or")
-	fmt.Fprintln(w, "CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD; optional CAKEMAIL_BASE_URL, CAKEMAIL_ACCOUNT_ID.")
+	fmt.Fprintln(w, "Run cakemail-webhooks help <command> for its flags. Every command takes -f table|json,")
+	fmt.Fprintln(w, "-v (--debug: one stderr line per HTTP exchange) and -h.")
+	fmt.Fprintln(w, "Credentials: CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD;")
+	fmt.Fprintln(w, "optional CAKEMAIL_BASE_URL, CAKEMAIL_ACCOUNT_ID. trigger, listen, verify and events need none.")
 	fmt.Fprintln(w, "Webhooks cannot be deleted through the API: archive them.")
 }
 
-func (a *app) client() (*webhooks.Client, error) {
-	client, err := webhooks.NewClientFromEnv(a.clientOptions...)
-	if errors.Is(err, webhooks.ErrNoCredentials) {
-		return nil, fmt.Errorf("%w (set CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD)", err)
-	}
-	return client, err
+// credentialError is a missing or half-set login, in the words of the environment.
+type credentialError struct{ msg string }
+
+func (e *credentialError) Error() string { return e.msg }
+func (e *credentialError) Unwrap() error { return webhooks.ErrNoCredentials }
+
+// hideEnvironmentSecrets makes sure the credentials of the environment, and a
+// password inside CAKEMAIL_BASE_URL, never reach stderr.
+func (a *app) hideEnvironmentSecrets() {
+	a.errOut.hide(os.Getenv("CAKEMAIL_ACCESS_TOKEN"), os.Getenv("CAKEMAIL_PASSWORD"))
+	a.hideURLPassword(os.Getenv("CAKEMAIL_BASE_URL"))
 }
 
-// deliveryTimeout bounds the test command's request; Cakemail itself gives 5 s.
+// hideURLPassword keeps the password of rawURL, if it holds one, off stderr.
+func (a *app) hideURLPassword(rawURL string) {
+	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			a.errOut.hide(pw)
+		}
+		return
+	}
+	// Unparsable: hide whatever stands between the scheme and the last '@'.
+	if at := strings.LastIndex(rawURL, "@"); at > 0 {
+		userinfo := rawURL[:at]
+		if i := strings.Index(userinfo, "://"); i >= 0 {
+			userinfo = userinfo[i+3:]
+		}
+		if _, pw, ok := strings.Cut(userinfo, ":"); ok {
+			a.errOut.hide(pw)
+		}
+	}
+}
+
+// shownURL is rawURL fit for a message: its password, if any, masked.
+func shownURL(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		return u.Redacted()
+	}
+	if strings.Contains(rawURL, "@") {
+		return "(not shown: it may hold a password)"
+	}
+	return rawURL
+}
+
+// client builds the API client from the environment, checking each variable
+// itself so that a mistake is reported by the variable's name.
+func (a *app) client(c *invocation) (*webhooks.Client, error) {
+	var opts []webhooks.Option
+	if raw := os.Getenv("CAKEMAIL_BASE_URL"); raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, usagef("CAKEMAIL_BASE_URL=%s is not an http or https URL without a query; set it like %s", shownURL(raw), webhooks.DefaultBaseURL)
+		}
+		opts = append(opts, webhooks.WithBaseURL(raw))
+	}
+	if raw := os.Getenv("CAKEMAIL_ACCOUNT_ID"); raw != "" {
+		id, err := strconv.Atoi(strings.TrimSpace(raw))
+		if err != nil || id < 1 {
+			return nil, usagef("CAKEMAIL_ACCOUNT_ID=%q is not an account id (a whole number from 1)", raw)
+		}
+		opts = append(opts, webhooks.WithAccountID(id))
+	}
+	token, user, pass := os.Getenv("CAKEMAIL_ACCESS_TOKEN"), os.Getenv("CAKEMAIL_USERNAME"), os.Getenv("CAKEMAIL_PASSWORD")
+	switch {
+	case strings.TrimSpace(token) != "":
+		opts = append(opts, webhooks.WithAccessToken(token))
+	case user != "" && pass != "":
+		opts = append(opts, webhooks.WithCredentials(user, pass))
+	case user != "":
+		return nil, &credentialError{"CAKEMAIL_USERNAME is set but CAKEMAIL_PASSWORD is not. Set CAKEMAIL_PASSWORD too, or set CAKEMAIL_ACCESS_TOKEN instead."}
+	case pass != "":
+		return nil, &credentialError{"CAKEMAIL_PASSWORD is set but CAKEMAIL_USERNAME is not. Set CAKEMAIL_USERNAME too, or set CAKEMAIL_ACCESS_TOKEN instead."}
+	default:
+		return nil, &credentialError{"no credentials. Set CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD."}
+	}
+	transport := a.apiTransport
+	if transport == nil {
+		transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	if c.debug {
+		transport = newDebugTransport(transport, a.stderr)
+	}
+	opts = append(opts, webhooks.WithHTTPClient(&http.Client{Transport: transport}))
+	return webhooks.NewClient(append(opts, a.clientOptions...)...)
+}
+
+// deliveryClient is the HTTP client for deliveries, logging them under -v.
+func (a *app) deliveryClient(c *invocation) *http.Client {
+	if !c.debug {
+		return a.httpClient
+	}
+	hc := *a.httpClient
+	next := hc.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	hc.Transport = newDebugTransport(next, a.stderr)
+	return &hc
+}
+
+// deliveryTimeout bounds one delivery the command sends; Cakemail itself gives 5 s.
 const deliveryTimeout = 10 * time.Second
+
+func runVersion(_ context.Context, a *app, c *invocation) error {
+	if err := c.noArgs(); err != nil {
+		return err
+	}
+	if c.format == "json" {
+		return writeJSON(a.stdout, map[string]string{"version": webhooks.Version, "go": runtime.Version()})
+	}
+	_, err := fmt.Fprintf(a.stdout, "cakemail-webhooks %s (github.com/cakemail-go/webhooks %s, %s)\n", webhooks.Version, webhooks.Version, runtime.Version())
+	return err
+}
+
+// minHiddenLength is the shortest secret masked: masking a one- or two-letter
+// "secret" would garble every message and protect nothing.
+const minHiddenLength = 4
+
+// redactingWriter is stderr with every secret the command knows masked, and
+// writes from concurrent handlers kept whole.
+type redactingWriter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	secrets []string
+}
+
+func (r *redactingWriter) hide(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range secrets {
+		if len(s) < minHiddenLength {
+			continue
+		}
+		r.secrets = append(r.secrets, s)
+		// The forms a secret takes inside a URL or a form body.
+		if e := url.QueryEscape(s); e != s {
+			r.secrets = append(r.secrets, e)
+		}
+		if e := url.PathEscape(s); e != s {
+			r.secrets = append(r.secrets, e)
+		}
+	}
+}
+
+func (r *redactingWriter) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := string(p)
+	for _, secret := range r.secrets {
+		s = strings.ReplaceAll(s, secret, "xxxxx")
+	}
+	_, err := io.WriteString(r.w, s)
+	return len(p), err
+}

@@ -33,6 +33,8 @@ type cli struct {
 	t     *testing.T
 	srv   *webhookstest.Server
 	token string
+	// beforeAPI, when set, sees every API request before it is sent.
+	beforeAPI func(*http.Request)
 }
 
 func newCLI(t *testing.T) *cli {
@@ -49,23 +51,49 @@ func newCLI(t *testing.T) *cli {
 	return &cli{t: t, srv: srv, token: token}
 }
 
-func (c *cli) runStdin(stdin string, args ...string) result {
-	c.t.Helper()
-	var stdout, stderr bytes.Buffer
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// app returns the command as main builds it, writing to stdout and stderr.
+func (c *cli) app(stdin string, stdout, stderr io.Writer) *app {
 	a := &app{
-		stdin: strings.NewReader(stdin), stdout: &stdout, stderr: &stderr,
+		stdin: strings.NewReader(stdin), stdout: stdout, stderr: stderr,
 		clientOptions: []webhooks.Option{webhooks.WithRetryWait(time.Millisecond, 5*time.Millisecond)},
 		httpClient:    &http.Client{Timeout: 5 * time.Second},
 	}
-	code := a.run(context.Background(), args)
+	if c.beforeAPI != nil {
+		next := http.DefaultTransport
+		a.apiTransport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			c.beforeAPI(r)
+			return next.RoundTrip(r)
+		})
+	}
+	return a
+}
+
+func (c *cli) runStdin(stdin string, args ...string) result {
+	c.t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := c.app(stdin, &stdout, &stderr).run(context.Background(), args)
 	res := result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	c.checkOutput(res)
+	return res
+}
+
+// checkOutput asserts what holds for every run: no token printed, and a
+// failure reported once, on the last line.
+func (c *cli) checkOutput(res result) {
+	c.t.Helper()
 	assert.NotContains(c.t, res.stdout+res.stderr, c.token, "the access token must never be printed")
-	if code != exitOK {
+	assert.NotContains(c.t, res.stderr, "xxxxx", "nothing needed masking: no secret reached stderr in the first place")
+	if res.code != exitOK {
 		lines := strings.Split(strings.TrimSuffix(res.stderr, "\n"), "\n")
 		assert.True(c.t, strings.HasPrefix(lines[len(lines)-1], "cakemail-webhooks: "), "the error is the last line: %q", res.stderr)
 		assert.Equal(c.t, 1, strings.Count(res.stderr, "cakemail-webhooks: "), "the error is one line: %q", res.stderr)
+		assert.NotRegexp(c.t, `cakemail-webhooks: [a-z]+: webhooks:`, res.stderr, "no repeated prefix")
 	}
-	return res
 }
 
 func (c *cli) run(args ...string) result {
@@ -73,16 +101,40 @@ func (c *cli) run(args ...string) result {
 	return c.runStdin("", args...)
 }
 
+// ok runs the command and requires it to succeed.
+func (c *cli) ok(args ...string) result {
+	c.t.Helper()
+	res := c.run(args...)
+	require.Equal(c.t, exitOK, res.code, "%v: %s", args, res.stderr)
+	return res
+}
+
 // create makes a webhook through the command and returns its id.
 func (c *cli) create(url string, event string) string {
 	c.t.Helper()
-	res := c.run("create", "-u", url, "-e", event, "-f", "json")
-	require.Equal(c.t, exitOK, res.code, res.stderr)
+	res := c.ok("create", "-u", url, "-e", event, "-f", "json")
 	var v webhookView
 	require.NoError(c.t, json.Unmarshal([]byte(res.stdout), &v), res.stdout)
 	require.NotEmpty(c.t, v.ID)
 	return v.ID
 }
+
+// secret returns the stored secret of webhook id.
+func (c *cli) secret(id string) string {
+	c.t.Helper()
+	h, ok := c.srv.Webhook(id)
+	require.True(c.t, ok, id)
+	return h.Secret
+}
+
+// stored returns every webhook of the default account, archived ones included.
+func (c *cli) stored() []webhookView {
+	c.t.Helper()
+	return decodeList(c.t, c.ok("list", "--archived", "-l", "100", "-f", "json").stdout).Data
+}
+
+// requests counts the API calls the server has received.
+func (c *cli) requests() int { return len(c.srv.Requests()) }
 
 func decodeList(t *testing.T, out string) listView {
 	t.Helper()
@@ -106,6 +158,7 @@ func TestCreateGetUpdateArchiveUnarchive(t *testing.T) {
 		assert.Equal(t, id, v.ID)
 		assert.Equal(t, "https://example.com/hooks", v.URL)
 		assert.Equal(t, stored.Secret, v.Secret)
+		assert.Equal(t, []webhooks.EventType{webhooks.EventEmailOpened}, v.Events, "the CLI reference's events list")
 		assert.Equal(t, webhooks.StatusActive, v.Status)
 		assert.Nil(t, v.ArchivedAt)
 	})
@@ -135,7 +188,11 @@ func TestCreateGetUpdateArchiveUnarchive(t *testing.T) {
 		now, _ := c.srv.Webhook(id)
 		assert.Equal(t, webhooks.StatusArchived, now.Status)
 
-		assert.Empty(t, decodeList(t, c.run("list", "-f", "json").stdout).Data)
+		res = c.run("list", "-f", "json")
+		assert.Empty(t, decodeList(t, res.stdout).Data)
+		assert.Contains(t, res.stderr, "1 archived webhook(s) not shown; add --archived to list them")
+		res = c.run("list")
+		assert.Contains(t, res.stdout, "0 webhook(s) in all; page 1. 1 archived webhook(s) not shown; add --archived")
 		withArchived := decodeList(t, c.run("list", "--archived", "-f", "json").stdout)
 		require.Len(t, withArchived.Data, 1)
 		assert.NotNil(t, withArchived.Data[0].ArchivedAt)
@@ -210,6 +267,7 @@ func TestCreatePartialFailureNamesWhatWasCreated(t *testing.T) {
 	// campaign.completed is Campaign.Sent, an event of the guide that the API rejects.
 	res := c.run("create", "-u", "https://example.com/hooks", "-e", "email.opened,campaign.completed")
 	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, "warning: Campaign.Sent is named in Cakemail's webhook guide but not in its API description")
 	list := decodeList(t, c.run("list", "-f", "json").stdout)
 	require.Len(t, list.Data, 1)
 	assert.Contains(t, res.stderr, "Campaign.Sent")
@@ -220,7 +278,12 @@ func TestCreatePartialFailureNamesWhatWasCreated(t *testing.T) {
 
 func TestCreateIsSentOnceAfterServerError(t *testing.T) {
 	c := newCLI(t)
-	c.srv.FailNext(1, http.StatusInternalServerError, 0)
+	var once sync.Once
+	c.beforeAPI = func(r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/webhooks" {
+			once.Do(func() { c.srv.FailNext(1, http.StatusInternalServerError, 0) })
+		}
+	}
 	res := c.run("create", "-u", "https://example.com/hooks", "-e", "email.opened")
 	assert.Equal(t, exitFailure, res.code)
 	assert.Contains(t, res.stderr, "500")
@@ -265,82 +328,177 @@ func TestAPIErrorsExitOne(t *testing.T) {
 func TestUsageErrorsSendNothing(t *testing.T) {
 	c := newCLI(t)
 	id := c.create("https://example.com/hooks", "email.opened")
-	before := len(c.srv.Requests())
+	before := c.requests()
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"nope"}, "unknown command"},
+		{[]string{"webhooks", "nope"}, "unknown command"},
 		{[]string{"delete", id}, "archive"},
 		{[]string{"get"}, "exactly one webhook id"},
 		{[]string{"get", id, id}, "exactly one webhook id"},
-		{[]string{"get", id, "-f", "xml"}, "table or json"},
-		{[]string{"list", "--bogus"}, "bogus"},
-		{[]string{"list", "-l", "-1"}, "positive"},
+		{[]string{"get", id, "-f", "xml"}, `-f must be table or json, not "xml"`},
+		{[]string{"get", id, "--format"}, "--format needs a value"},
+		{[]string{"list", "--bogus"}, "unknown flag --bogus"},
+		{[]string{"list", "--bogus", "-x", "--archived"}, "unknown flags --bogus, -x (see cakemail-webhooks list -h)"},
+		{[]string{"list", "-l", "-1"}, "-l must be at least 1, not -1"},
+		{[]string{"list", "-l", "0"}, "-l must be at least 1, not 0"},
+		{[]string{"list", "--page", "0"}, "--page must be at least 1, not 0"},
+		{[]string{"list", "-l", "ten"}, `-l wants a whole number, not "ten"`},
+		{[]string{"list", "--archived=maybe"}, "--archived takes no value"},
 		{[]string{"list", "extra"}, "unexpected argument"},
-		{[]string{"create", "-e", "email.opened"}, "-u URL"},
-		{[]string{"create", "-u", "https://example.com"}, "-e EVENTS"},
-		{[]string{"create", "-u", "https://example.com", "-e", "email.opend"}, `did you mean "Email.Opened"`},
-		{[]string{"create", "-u", "https://example.com", "-e", ","}, "no event"},
-		{[]string{"create", "-u", "http://example.com", "-e", "email.opened"}, "https"},
-		{[]string{"create", "-u", "https://example.com", "-e", "email.opened", "--period", "hour"}, `RateLimitPeriod "hour"`},
-		{[]string{"create", "-u", "https://example.com", "-e", "email.opened", "-n", "mine"}, "no name"},
-		{[]string{"create", "-u", "https://example.com", "-e", "email.opened", "--secret", "s3cr3t-value"}, "get"},
-		{[]string{"update", id, "-e", "email.clicked"}, "cannot change"},
+		{[]string{"create", "-e", "email.opened"}, "-u URL is required"},
+		{[]string{"create", "-u", "https://example.com"}, "-e EVENTS is required"},
+		{[]string{"create"}, "-u URL and -e EVENTS are required"},
+		{[]string{"create", "-u", "https://example.com", "-e", "email.opend"}, `unknown event type "email.opend" (did you mean "Email.Opened"?); nothing was sent`},
+		{[]string{"create", "-u", "https://example.com", "-e", ","}, "-e names no event"},
+		{[]string{"create", "-u", "http://example.com", "-e", "email.opened"}, `-u: "http://example.com" is plain http`},
+		{[]string{"create", "--url", "example.com/hook", "-e", "email.opened"}, `--url: "example.com/hook" is not an absolute URL`},
+		{[]string{"create", "-u", "https://example.com", "-e", "email.opened", "--period", "hour"}, `--period must be second or minute, not "hour"`},
+		{[]string{"create", "-u", "https://example.com", "-e", "email.opened", "--rate-limit", "0"}, "--rate-limit must be at least 1"},
+		{[]string{"create", "-u", "https://example.com", "-e", "email.opened", "--secret", "s3cr3t-value"}, "--secret: Cakemail generates each webhook's secret"},
+		{[]string{"update", id, "-e", "email.clicked"}, "-e: a webhook's event cannot change; to set the events a URL gets, run: cakemail-webhooks apply"},
+		{[]string{"update", id, "-s", "s3cr3t-value"}, "-s: Cakemail generates each webhook's secret; to replace it, run: cakemail-webhooks rotate " + id},
 		{[]string{"update", id}, "nothing to update"},
-		{[]string{"update", id, "--rate-limit", "-4"}, "RateLimit -4 is negative"},
+		{[]string{"update", id, "-n", "New name"}, "nothing to update"},
+		{[]string{"update", id, "--rate-limit", "-4"}, "--rate-limit must be at least 1, not -4"},
+		{[]string{"update", id, "-u", "ftp://example.com"}, `-u: "ftp://example.com": scheme "ftp", want https`},
 		{[]string{"test", id, "-e", "email.nothing"}, "unknown event"},
 		{[]string{"verify", "--signature", "abc"}, "-s SECRET"},
 		{[]string{"verify", "-s", "k"}, "captured HTTP request"},
 		{[]string{"verify", "-s", "k", "--signature", "x", "a", "b"}, "at most one"},
 		{[]string{"events", "extra"}, "unexpected argument"},
+		{[]string{"version", "extra"}, "unexpected argument"},
+		{[]string{"help", "nope"}, `unknown command "nope"`},
 	} {
 		res := c.run(tc.args...)
 		assert.Equal(t, exitUsage, res.code, "%v: %s", tc.args, res.stderr)
 		assert.Contains(t, res.stderr, tc.want, tc.args)
 		assert.NotContains(t, res.stderr, "s3cr3t-value", "a refused secret is not echoed")
+		assert.NotContains(t, res.stderr, "Params", "messages name flags, not SDK fields")
+		assert.NotContains(t, res.stderr, "With", "messages name flags, not SDK options")
 		assert.Empty(t, res.stdout, tc.args)
 	}
-	assert.Len(t, c.srv.Requests(), before, "no usage error reaches the API")
+	assert.Equal(t, before, c.requests(), "no usage error reaches the API")
 }
 
-func TestNoCredentials(t *testing.T) {
+func TestUnsupportedFlagsAreReportedTogether(t *testing.T) {
+	c := newCLI(t)
+	id := c.create("https://example.com/hooks", "email.opened")
+	before := c.requests()
+
+	res := c.run("update", id, "-u", "https://example.com/v2", "-e", "email.sent,email.bounced", "-n", "Email Events v2", "-s", "secure_key_2024")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, "warning: -n ignored: Cakemail webhooks have no name")
+	last := res.stderr[strings.LastIndex(strings.TrimSuffix(res.stderr, "\n"), "\n")+1:]
+	assert.Contains(t, last, "-e: a webhook's event cannot change", "one message names every refused flag")
+	assert.Contains(t, last, "-s: Cakemail generates each webhook's secret")
+	assert.NotContains(t, res.stderr, "secure_key_2024")
+	assert.Equal(t, before, c.requests())
+
+	res = c.run("create", "-u", "https://example.com/x", "-e", "email.sent", "--name", "Secure Webhook", "--secret", "my_secret_key_12345")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, "warning: --name ignored")
+	assert.Contains(t, res.stderr, "--secret: Cakemail generates")
+	assert.Equal(t, before, c.requests())
+
+	// -n alone is only a warning: the webhook is made.
+	res = c.ok("create", "-u", "https://example.com/named", "-e", "email.sent", "-n", "Email Tracker")
+	assert.Contains(t, res.stderr, "warning: -n ignored")
+	assert.Contains(t, res.stdout, "Email.Sent")
+}
+
+func TestCredentialMessages(t *testing.T) {
 	c := newCLI(t)
 	t.Setenv("CAKEMAIL_ACCESS_TOKEN", "")
 	res := c.run("list")
 	assert.Equal(t, exitUsage, res.code)
-	assert.Contains(t, res.stderr, "CAKEMAIL_ACCESS_TOKEN")
+	assert.Contains(t, res.stderr, "cakemail-webhooks: list: no credentials. Set CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD.")
+
+	t.Setenv("CAKEMAIL_USERNAME", "jane@example.com")
+	res = c.run("list")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, "list: CAKEMAIL_USERNAME is set but CAKEMAIL_PASSWORD is not. Set CAKEMAIL_PASSWORD too, or set CAKEMAIL_ACCESS_TOKEN instead.\n")
+
+	t.Setenv("CAKEMAIL_USERNAME", "")
+	t.Setenv("CAKEMAIL_PASSWORD", "pa55word")
+	res = c.run("list")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, "CAKEMAIL_PASSWORD is set but CAKEMAIL_USERNAME is not.")
+
+	t.Setenv("CAKEMAIL_ACCESS_TOKEN", c.token)
+	t.Setenv("CAKEMAIL_BASE_URL", "127.0.0.1:18125")
+	res = c.run("list")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, "list: CAKEMAIL_BASE_URL=127.0.0.1:18125 is not an http or https URL without a query; set it like https://api.cakemail.dev")
+
+	t.Setenv("CAKEMAIL_BASE_URL", c.srv.URL)
+	t.Setenv("CAKEMAIL_ACCOUNT_ID", "first")
+	res = c.run("list")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, `CAKEMAIL_ACCOUNT_ID="first" is not an account id`)
+	assert.Empty(t, c.srv.Requests())
+
+	// Username and password work, and the password stays off stderr even under -v.
+	t.Setenv("CAKEMAIL_ACCOUNT_ID", "")
+	t.Setenv("CAKEMAIL_ACCESS_TOKEN", "")
+	t.Setenv("CAKEMAIL_USERNAME", webhookstest.DefaultUsername)
+	t.Setenv("CAKEMAIL_PASSWORD", webhookstest.DefaultPassword)
+	res = c.ok("-v", "list")
+	assert.Contains(t, res.stderr, "debug: POST /token -> 200 OK")
+	assert.NotContains(t, res.stderr, webhookstest.DefaultPassword)
+}
+
+func TestHelp(t *testing.T) {
+	c := newCLI(t)
+	for _, args := range [][]string{{"-h"}, {"help"}, {"--help"}, {"webhooks", "help"}} {
+		res := c.ok(args...)
+		for _, cmd := range commands {
+			assert.Contains(t, res.stdout, "\n  "+cmd.name+" ", args)
+		}
+	}
+	for _, cmd := range commands {
+		for _, args := range [][]string{{cmd.name, "-h"}, {cmd.name, "--help"}, {"help", cmd.name}, {"help", "webhooks", cmd.name}, {"webhooks", cmd.name, "-h"}} {
+			res := c.ok(args...)
+			assert.Contains(t, res.stdout, "Usage: cakemail-webhooks "+cmd.name, args)
+			assert.Contains(t, res.stdout, "-f, --format FORMAT", args)
+			assert.Contains(t, res.stdout, "-v, --debug", args)
+		}
+	}
+	res := c.ok("help", "create")
+	for _, flag := range []string{"-u, --url URL", "-e, --events EVENTS", "--rate-limit N", "--period PERIOD", "-n, --name NAME", "-s, --secret SECRET"} {
+		assert.Contains(t, res.stdout, flag)
+	}
+	assert.Contains(t, res.stdout, "already delivers an event to the URL is reported")
+	assert.NotContains(t, res.stdout, "Commands:", "help create is create's help, not the general one")
+	assert.Equal(t, exitUsage, c.run().code, "no command is a usage error")
 	assert.Empty(t, c.srv.Requests())
 }
 
-func TestHelpOnEveryCommand(t *testing.T) {
+func TestVersion(t *testing.T) {
 	c := newCLI(t)
-	res := c.run("-h")
-	assert.Equal(t, exitOK, res.code)
-	for _, cmd := range commands {
-		assert.Contains(t, res.stdout, cmd.name)
-		for _, h := range []string{"-h", "--help"} {
-			res := c.run(cmd.name, h)
-			assert.Equal(t, exitOK, res.code, cmd.name)
-			assert.Contains(t, res.stdout, "Usage: cakemail-webhooks "+cmd.name, cmd.name)
-			assert.Contains(t, res.stdout, "-f, --format", cmd.name)
-		}
+	for _, args := range [][]string{{"version"}, {"--version"}, {"webhooks", "version"}} {
+		res := c.ok(args...)
+		assert.Contains(t, res.stdout, "cakemail-webhooks "+webhooks.Version, args)
 	}
-	assert.Equal(t, exitUsage, c.run().code, "no command is a usage error")
+	var v map[string]string
+	require.NoError(t, json.Unmarshal([]byte(c.ok("version", "-f", "JSON").stdout), &v))
+	assert.Equal(t, webhooks.Version, v["version"])
 }
 
 func TestEvents(t *testing.T) {
 	c := newCLI(t)
-	res := c.run("events")
-	require.Equal(t, exitOK, res.code)
+	res := c.ok("events")
 	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
 	require.Len(t, lines, len(webhooks.EventTypes()))
 	for i, t0 := range webhooks.EventTypes() {
-		assert.Equal(t, string(t0), lines[i])
+		name, note, _ := strings.Cut(lines[i], "\t")
+		assert.Equal(t, string(t0), name)
+		assert.Equal(t, t0.GuideOnly(), strings.Contains(note, "only in Cakemail's guide"), lines[i])
 	}
 
-	res = c.run("events", "-f", "json")
-	require.Equal(t, exitOK, res.code)
+	res = c.ok("events", "-f", "json")
 	var types []webhooks.EventType
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &types))
 	assert.Equal(t, webhooks.EventTypes(), types)
@@ -437,7 +595,7 @@ func TestTestSendsASignedSample(t *testing.T) {
 
 	res = c.run("test", "-f", "json", id, "-e", "email.opened")
 	require.Equal(t, exitOK, res.code, res.stderr)
-	var v testResult
+	var v deliveryResult
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &v))
 	assert.Equal(t, http.StatusNoContent, v.StatusCode)
 	assert.Equal(t, webhooks.EventEmailOpened, v.Event)

@@ -11,10 +11,13 @@ import (
 	"github.com/cakemail-go/webhooks"
 )
 
-// webhookView is a webhook as the json format prints it: the API's field names.
+// webhookView is a webhook as the json format prints it: the API's field names,
+// plus the events list of Cakemail's CLI reference (always one event), so that
+// its jq pipelines such as jq '.events' work.
 type webhookView struct {
 	ID              string                   `json:"id"`
 	Event           webhooks.EventType       `json:"event"`
+	Events          []webhooks.EventType     `json:"events"`
 	URL             string                   `json:"url"`
 	Status          webhooks.Status          `json:"status"`
 	RateLimit       int                      `json:"rate_limit"`
@@ -32,7 +35,7 @@ type listView struct {
 
 func viewOf(h *webhooks.Webhook) webhookView {
 	v := webhookView{
-		ID: h.ID, Event: h.Event, URL: h.URL, Status: h.Status, RateLimit: h.RateLimit,
+		ID: h.ID, Event: h.Event, Events: []webhooks.EventType{h.Event}, URL: h.URL, Status: h.Status, RateLimit: h.RateLimit,
 		RateLimitPeriod: h.RateLimitPeriod, Secret: h.Secret, HashFunction: h.HashFunction,
 	}
 	if !h.ArchivedAt.IsZero() {

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cakemail-go/webhooks"
+)
+
+// deliveryResult is what test and trigger report.
+type deliveryResult struct {
+	WebhookID  string             `json:"webhook_id,omitempty"`
+	URL        string             `json:"url"`
+	Event      webhooks.EventType `json:"event"`
+	StatusCode int                `json:"status_code"`
+	LatencyMS  float64            `json:"latency_ms"`
+}
+
+// runTest sends what Cakemail would: the API's payload shape, signed with the
+// webhook's secret in X-Signature. The API has no test endpoint, so this is the
+// only way to exercise a receiver before a real event happens.
+func runTest(ctx context.Context, a *app, c *invocation) error {
+	id, err := c.oneArg("webhook id")
+	if err != nil {
+		return err
+	}
+	event := webhooks.EventType("")
+	if c.event != "" {
+		if event, err = webhooks.ParseEventType(c.event); err != nil {
+			return err
+		}
+	}
+	client, err := a.client(c)
+	if err != nil {
+		return err
+	}
+	hook, err := client.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if event == "" {
+		event = hook.Event
+	}
+	if hook.Secret == "" {
+		return fmt.Errorf("webhook %s has no signing secret to sign with", hook.ID)
+	}
+	a.errOut.hide(hook.Secret)
+	a.hideURLPassword(hook.URL)
+	data := sampleData(event)
+	data["test"] = true
+	data["webhook_id"] = hook.ID
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	payload, err := apiPayload(event, raw)
+	if err != nil {
+		return err
+	}
+	result := deliveryResult{WebhookID: hook.ID, URL: hook.URL, Event: event}
+	return a.deliver(ctx, c, &result, payload, webhooks.SignatureHeader, webhooks.Sign(payload, hook.Secret))
+}
+
+func runTrigger(ctx context.Context, a *app, c *invocation) error {
+	name, err := c.oneArg("EVENT")
+	if err != nil {
+		return err
+	}
+	event, err := webhooks.ParseEventType(name)
+	if err != nil {
+		return fmt.Errorf("%w; nothing was sent", err)
+	}
+	if c.url == "" {
+		return usagef("--url URL is required: where to send the delivery")
+	}
+	a.hideURLPassword(c.url)
+	if u, err := url.Parse(c.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("%s %s is not an http or https URL", c.spelled("url"), shownURL(c.url))
+	}
+	secret, err := a.secretFlag(c)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(secret, ",") {
+		return usagef("%s holds several secrets; trigger signs with one", c.secretName())
+	}
+	shape := strings.ToLower(c.shape)
+	if shape != "api" && shape != "guide" {
+		return usagef("%s must be api or guide, not %q", c.spelled("shape"), c.shape)
+	}
+	var data json.RawMessage
+	if c.given("data") {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(c.data), &obj); err != nil || obj == nil {
+			return usagef(`%s must be a JSON object, such as '{"email": "jane@example.com"}'`, c.spelled("data"))
+		}
+		data = json.RawMessage(c.data)
+	} else if data, err = json.Marshal(sampleData(event)); err != nil {
+		return err
+	}
+	var payload []byte
+	if shape == "guide" {
+		// The guides spell events as their readers type them ("email.opened").
+		payload, err = json.Marshal(struct {
+			Event     string          `json:"event"`
+			Timestamp string          `json:"timestamp"`
+			Data      json.RawMessage `json:"data"`
+		}{strings.TrimSpace(name), time.Now().UTC().Format(time.RFC3339), data})
+	} else {
+		payload, err = apiPayload(event, data)
+	}
+	if err != nil {
+		return err
+	}
+	header, signature := webhooks.SignatureHeader, webhooks.Sign(payload, secret)
+	if c.hex {
+		header, signature = webhooks.LegacySignatureHeader, webhooks.SignHex(payload, secret)
+	}
+	return a.deliver(ctx, c, &deliveryResult{URL: c.url, Event: event}, payload, header, signature)
+}
+
+// secretFlag returns -s, or else $CAKEMAIL_WEBHOOK_SECRET, and keeps it off stderr.
+func (a *app) secretFlag(c *invocation) (string, error) {
+	secret := c.secret
+	if !c.given("secret") {
+		secret = os.Getenv("CAKEMAIL_WEBHOOK_SECRET")
+	}
+	if strings.TrimSpace(secret) == "" {
+		return "", usagef("-s SECRET (or CAKEMAIL_WEBHOOK_SECRET) is required")
+	}
+	for _, s := range strings.Split(secret, ",") {
+		a.errOut.hide(strings.TrimSpace(s))
+	}
+	return secret, nil
+}
+
+// verifier accepts what any of the comma-separated secrets of -s (or
+// $CAKEMAIL_WEBHOOK_SECRET) signed, as during a rotation.
+func (a *app) verifier(c *invocation, opts ...webhooks.VerifierOption) (*webhooks.Verifier, int, error) {
+	secret, err := a.secretFlag(c)
+	if err != nil {
+		return nil, 0, err
+	}
+	var secrets []string
+	for _, s := range strings.Split(secret, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			secrets = append(secrets, s)
+		}
+	}
+	v, err := webhooks.NewVerifier(secrets, opts...)
+	if err != nil {
+		return nil, 0, usagef("%s: %s", c.secretName(), message(err))
+	}
+	return v, len(secrets), nil
+}
+
+// secretName is where the secret came from, for messages.
+func (c *invocation) secretName() string {
+	if c.given("secret") {
+		return c.spelled("secret")
+	}
+	return "CAKEMAIL_WEBHOOK_SECRET"
+}
+
+// deliver POSTs a signed payload and reports the receiver's answer; a non-2xx
+// answer is a failure.
+func (a *app) deliver(ctx context.Context, c *invocation, result *deliveryResult, payload []byte, header, signature string) error {
+	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, result.URL, bytes.NewReader(payload))
+	if err != nil {
+		return fmt.Errorf("%s is not a usable URL", shownURL(result.URL))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(header, signature)
+	req.Header.Set("User-Agent", "cakemail-webhooks/"+webhooks.Version)
+	start := time.Now()
+	resp, err := a.deliveryClient(c).Do(req)
+	if err != nil {
+		return fmt.Errorf("delivering to %s: %w", shownURL(result.URL), err)
+	}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	result.StatusCode = resp.StatusCode
+	result.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+	if c.format == "json" {
+		err = writeJSON(a.stdout, result)
+	} else {
+		_, err = fmt.Fprintf(a.stdout, "%s delivery to %s: %s in %.1f ms\n", result.Event, shownURL(result.URL), resp.Status, result.LatencyMS)
+	}
+	if err == nil && (resp.StatusCode < 200 || resp.StatusCode > 299) {
+		err = fmt.Errorf("the receiver answered %s", resp.Status)
+		if line := firstLine(answer); line != "" {
+			err = fmt.Errorf("%w: %s", err, line)
+		}
+	}
+	return err
+}
+
+// firstLine is the start of a receiver's answer, short enough for one line.
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if len(line) > 200 {
+		line = line[:200] + "..."
+	}
+	return strings.TrimSpace(line)
+}
+
+// apiPayload is a delivery in the shape of Cakemail's API guide.
+func apiPayload(event webhooks.EventType, data json.RawMessage) ([]byte, error) {
+	const account = 123
+	type user struct {
+		ID        string `json:"id"`
+		Email     string `json:"email"`
+		AccountID int    `json:"account_id"`
+	}
+	return json.Marshal(struct {
+		Event     webhooks.EventType `json:"event"`
+		AccountID int                `json:"account_id"`
+		IP        string             `json:"ip"`
+		User      user               `json:"user"`
+		CreatedOn int64              `json:"created_on"`
+		Data      json.RawMessage    `json:"data"`
+	}{event, account, "203.0.113.42", user{strconv.FormatInt(randomID(), 10), "admin@example.com", account}, time.Now().Unix(), data})
+}
+
+// sampleData is realistic data for event, with fresh ids and a sample_id that
+// makes every sample unique, so a receiver's duplicate detection keeps them all.
+func sampleData(event webhooks.EventType) map[string]any {
+	noun, verb, _ := strings.Cut(string(event), ".")
+	const email = "jane.doe@example.com"
+	d := map[string]any{}
+	switch {
+	case noun == "Email":
+		d["email"], d["contact_id"], d["list_id"], d["campaign_id"] = email, randomID(), randomID(), randomID()
+		d["message_id"] = "msg_" + randomHex(8)
+		switch verb {
+		case "Clicked":
+			d["link"] = "https://www.example.com/spring-sale"
+		case "Bounced":
+			d["bounce_type"], d["reason"] = "hard", "550 5.1.1 mailbox unavailable"
+		}
+	case noun == "Contact":
+		d["contact_id"], d["email"], d["list_id"] = randomID(), email, randomID()
+		if verb == "Tagged" || verb == "Untagged" {
+			d["tag"] = "vip"
+		}
+	case noun == "Campaign":
+		d["campaign_id"], d["name"] = randomID(), "Spring newsletter"
+	case noun == "List":
+		d["list_id"], d["name"] = randomID(), "Newsletter"
+	case noun == "Segment":
+		d["segment_id"], d["list_id"], d["name"] = randomID(), randomID(), "Engaged readers"
+	case noun == "Sender":
+		d["sender_id"], d["email"], d["name"] = randomID(), "news@example.com", "Example News"
+	case noun == "User" || noun == "MFA":
+		d["user_id"], d["email"] = randomID(), "admin@example.com"
+		if noun == "MFA" {
+			d["method"] = "totp"
+		}
+	case noun == "Account":
+		d["account_id"] = randomID()
+	case noun == "SuppressedEmail":
+		d["email"] = email
+	default: // the exports
+		d["export_id"] = randomID()
+	}
+	d["sample_id"] = randomHex(8)
+	return d
+}
+
+func randomID() int64 {
+	n, err := rand.Int(rand.Reader, big.NewInt(9_000_000))
+	if err != nil {
+		return time.Now().UnixNano() % 9_000_000
+	}
+	return 1_000_000 + n.Int64()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return strconv.FormatInt(time.Now().UnixNano(), 16)
+	}
+	return hex.EncodeToString(b)
+}
+
+// maxCapturedBody bounds what verify reads, far above any real delivery.
+const maxCapturedBody = 64 << 20
+
+// verifyResult is what the verify command reports.
+type verifyResult struct {
+	Valid bool   `json:"valid"`
+	Error string `json:"error,omitempty"`
+}
+
+func runVerify(_ context.Context, a *app, c *invocation) error {
+	if len(c.args) > 1 {
+		return usagef("want at most one FILE argument")
+	}
+	verifier, _, err := a.verifier(c, webhooks.WithMaxBodyBytes(maxCapturedBody))
+	if err != nil {
+		return err
+	}
+	in := a.stdin
+	if len(c.args) == 1 && c.args[0] != "-" {
+		f, err := os.Open(c.args[0])
+		if err != nil {
+			return usagef("%v", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	body, err := io.ReadAll(io.LimitReader(in, maxCapturedBody+1))
+	if err != nil {
+		return err
+	}
+	if len(body) > maxCapturedBody {
+		return usagef("the body is over %d MiB; no Cakemail delivery is that large", maxCapturedBody>>20)
+	}
+	signature := c.signature
+	if signature == "" {
+		if body, signature, err = splitCapturedRequest(body); err != nil {
+			return err
+		}
+	}
+	verr := verifier.Verify(body, signature)
+	result := verifyResult{Valid: verr == nil}
+	if verr != nil {
+		result.Error = verr.Error()
+	}
+	if c.format == "json" {
+		if err := writeJSON(a.stdout, result); err != nil {
+			return err
+		}
+	} else if verr == nil {
+		fmt.Fprintln(a.stdout, "valid: the body was signed with this secret")
+	}
+	if verr != nil {
+		return fmt.Errorf("invalid: %w", verr)
+	}
+	return nil
+}
+
+// splitCapturedRequest reads a whole delivery as captured off the wire (request
+// line, headers, body), for verify without --signature.
+func splitCapturedRequest(raw []byte) (body []byte, signature string, err error) {
+	rd := bufio.NewReader(bytes.NewReader(raw))
+	req, err := http.ReadRequest(rd)
+	if err != nil {
+		return nil, "", usagef("without --signature the input must be a captured HTTP request (request line, headers, body): %v", err)
+	}
+	signature = webhooks.SignatureFromHeader(req.Header)
+	if signature == "" {
+		return nil, "", usagef("the captured request has no %s or %s header; give --signature", webhooks.SignatureHeader, webhooks.LegacySignatureHeader)
+	}
+	if body, err = io.ReadAll(req.Body); err != nil {
+		return nil, "", usagef("reading the captured request's body: %v", err)
+	}
+	if req.ContentLength <= 0 && len(req.TransferEncoding) == 0 {
+		// No length given: the body is whatever follows the headers.
+		body, _ = io.ReadAll(rd)
+	}
+	return body, signature, nil
+}
