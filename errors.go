@@ -20,6 +20,7 @@ var (
 	ErrBodyTooLarge       = errors.New("webhooks: body too large")
 	ErrTooOld             = errors.New("webhooks: event timestamp too old")
 	ErrTooNew             = errors.New("webhooks: event timestamp too far in the future")
+	ErrUnreadableBody     = errors.New("webhooks: request body could not be read")
 )
 
 // Errors from reading events.
