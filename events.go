@@ -216,6 +216,21 @@ func (t EventType) Known() bool {
 	return false
 }
 
+// GuideOnly reports whether t is named only in Cakemail's webhook guide and not in
+// the API description, whose server may refuse to create a webhook for it.
+func (t EventType) GuideOnly() bool {
+	return t == EventCampaignSent || t == EventContactUnsubscribed
+}
+
+// canonicalEventType returns the known type a name means in any documented
+// spelling, or the name exactly as given when the SDK does not know it.
+func canonicalEventType(name string) EventType {
+	if t, ok := eventTypeIndex[normalizeEventName(name)]; ok {
+		return t
+	}
+	return EventType(name)
+}
+
 // String returns the event type as Cakemail spells it.
 func (t EventType) String() string { return string(t) }
 
@@ -272,8 +287,12 @@ func editDistance(a, b string) int {
 
 // Event is one delivery from Cakemail, in either documented payload shape.
 type Event struct {
-	// Type is the event as sent; compare it with the Event* constants.
+	// Type is the event in its canonical spelling, so it compares equal to the
+	// Event* constants whichever documented spelling Cakemail sent
+	// ("email.opened", "EMAIL.OPENED"). A name the SDK does not know is kept as sent.
 	Type EventType
+	// RawType is the event name exactly as it appeared in the payload.
+	RawType string
 	// AccountID is the account the event happened in (API shape only).
 	AccountID int
 	// IP is the address the action came from, when Cakemail knows it (API shape only).
@@ -314,7 +333,8 @@ type wireEventUser struct {
 
 // ParseEvent reads a delivery body in the API's shape (event, account_id, ip, user,
 // created_on in Unix seconds, data) or the guide's (event, timestamp in RFC 3339,
-// data). It does not check the signature: use ConstructEvent for bodies off the wire.
+// data). Known event names come back canonical in Type, and as sent in RawType.
+// It does not check the signature: use ConstructEvent for bodies off the wire.
 func ParseEvent(payload []byte) (*Event, error) {
 	var w wireEvent
 	if err := json.Unmarshal(payload, &w); err != nil {
@@ -328,7 +348,8 @@ func ParseEvent(payload []byte) (*Event, error) {
 		return nil, fmt.Errorf("%w: no \"event\" field", ErrInvalidEvent)
 	}
 	e := &Event{
-		Type:      EventType(*w.Event),
+		Type:      canonicalEventType(*w.Event),
+		RawType:   *w.Event,
 		AccountID: int(w.AccountID),
 		IP:        w.IP,
 		Data:      w.Data,

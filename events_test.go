@@ -129,7 +129,8 @@ func TestParseEventGuideShape(t *testing.T) {
 	require.NoError(t, err)
 	event, err := webhooks.ParseEvent(payload)
 	require.NoError(t, err)
-	assert.Equal(t, webhooks.EventType("email.opened"), event.Type, "the type stays as sent")
+	assert.Equal(t, webhooks.EventEmailOpened, event.Type, "the guide's spelling comes back canonical")
+	assert.Equal(t, "email.opened", event.RawType, "the spelling as sent stays available")
 	assert.Zero(t, event.AccountID)
 	assert.Nil(t, event.User)
 	assert.Equal(t, time.Date(2024, 3, 15, 10, 30, 0, 0, time.UTC), event.CreatedAt.UTC())
@@ -192,4 +193,42 @@ func FuzzParseEvent(f *testing.F) {
 			t.Fatal("parsed an event without a type")
 		}
 	})
+}
+
+func TestParseEventCanonicalNames(t *testing.T) {
+	cases := map[string]webhooks.EventType{
+		"email.opened":         webhooks.EventEmailOpened,
+		"EMAIL.OPENED":         webhooks.EventEmailOpened,
+		"Email.Opened":         webhooks.EventEmailOpened,
+		"email.spam_complaint": webhooks.EventEmailReportedAsSpam,
+		"email.complained":     webhooks.EventEmailReportedAsSpam,
+		"campaign.cancelled":   webhooks.EventCampaignCanceled,
+		"user.logged_in":       webhooks.EventUserLoggedIn,
+	}
+	for sent, want := range cases {
+		event, err := webhooks.ParseEvent([]byte(`{"event":"` + sent + `","data":{}}`))
+		require.NoError(t, err, sent)
+		assert.Equal(t, want, event.Type, sent)
+		assert.Equal(t, sent, event.RawType, sent)
+	}
+}
+
+func TestParseEventKeepsUnknownNamesAsSent(t *testing.T) {
+	for _, sent := range []string{"Email.Teleported", "email.teleported", "Brand.New_Thing"} {
+		event, err := webhooks.ParseEvent([]byte(`{"event":"` + sent + `"}`))
+		require.NoError(t, err)
+		assert.Equal(t, webhooks.EventType(sent), event.Type)
+		assert.Equal(t, sent, event.RawType)
+		assert.False(t, event.Type.Known())
+	}
+}
+
+func TestGuideOnly(t *testing.T) {
+	var guideOnly []webhooks.EventType
+	for _, e := range webhooks.EventTypes() {
+		if e.GuideOnly() {
+			guideOnly = append(guideOnly, e)
+		}
+	}
+	assert.ElementsMatch(t, []webhooks.EventType{webhooks.EventCampaignSent, webhooks.EventContactUnsubscribed}, guideOnly)
 }
