@@ -95,7 +95,6 @@ const maxCandidates = 8
 type candidates struct {
 	n      int
 	digest [maxCandidates][sha256.Size]byte
-	buf    [44]byte // scratch for base64 text: 32 bytes encode to 44 characters
 }
 
 // parse decodes every value of header that is a 32-byte digest.
@@ -105,17 +104,27 @@ func (c *candidates) parse(header string) error {
 	if rest == "" {
 		return ErrMissingSignature
 	}
+	// Nearly every header is one bare digest: decode it without splitting.
+	if decodeDigest(rest, &c.digest[0]) {
+		c.n = 1
+		return nil
+	}
 	for rest != "" && c.n < maxCandidates {
-		var value string
-		if i := strings.IndexAny(rest, ", \t"); i >= 0 {
-			value, rest = rest[:i], rest[i+1:]
+		// A byte loop rather than strings.IndexAny: this runs on every delivery.
+		i := 0
+		for i < len(rest) && rest[i] != ',' && rest[i] != ' ' && rest[i] != '\t' {
+			i++
+		}
+		value := rest[:i]
+		if i < len(rest) {
+			rest = rest[i+1:]
 		} else {
-			value, rest = rest, ""
+			rest = ""
 		}
 		if len(value) > 7 && strings.EqualFold(value[:7], "sha256=") {
 			value = value[7:]
 		}
-		if c.decode(value, &c.digest[c.n]) {
+		if decodeDigest(value, &c.digest[c.n]) {
 			c.n++
 		}
 	}
@@ -125,35 +134,56 @@ func (c *candidates) parse(header string) error {
 	return nil
 }
 
-// decode reads one value, hex or base64 told apart by length: 32 bytes are 64
-// hex digits, or 43 base64 characters (44 with padding).
-func (c *candidates) decode(s string, dst *[sha256.Size]byte) bool {
+// decodeDigest reads one value, hex or base64 told apart by length: 32 bytes
+// are 64 hex digits, or 43 base64 characters (44 with padding).
+func decodeDigest(s string, dst *[sha256.Size]byte) bool {
 	switch len(s) {
 	case 2 * sha256.Size:
 		return decodeHex(s, dst)
-	case 43, 44:
-		if len(s) == 44 {
-			if s[43] != '=' {
-				return false
-			}
-			s = s[:43]
+	case 44:
+		if s[43] != '=' {
+			return false
 		}
-		// Fold the URL-safe alphabet into the standard one, copying into a fixed
-		// buffer so that decoding allocates nothing.
-		for i := 0; i < len(s); i++ {
-			switch ch := s[i]; ch {
-			case '-':
-				c.buf[i] = '+'
-			case '_':
-				c.buf[i] = '/'
-			default:
-				c.buf[i] = ch
-			}
-		}
-		n, err := base64.RawStdEncoding.Decode(dst[:], c.buf[:43])
-		return err == nil && n == sha256.Size
+		return decodeBase64Digest(s[:43], dst)
+	case 43:
+		return decodeBase64Digest(s, dst)
 	}
 	return false
+}
+
+// base64Values maps both base64 alphabets, standard and URL-safe, to their
+// 6-bit values; 0xFF marks a byte that is in neither.
+var base64Values = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xFF
+	}
+	const std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := 0; i < len(std); i++ {
+		t[std[i]] = byte(i)
+	}
+	t['-'], t['_'] = 62, 63
+	return t
+}()
+
+// decodeBase64Digest decodes the 43 unpadded characters of a 32-byte digest in
+// either alphabet, in place and without allocating.
+func decodeBase64Digest(s string, dst *[sha256.Size]byte) bool {
+	_ = s[42] // one bounds check for the whole loop
+	var bad byte
+	for q := 0; q < 10; q++ { // ten full quanta: 40 characters, 30 bytes
+		a, b, c, d := base64Values[s[4*q]], base64Values[s[4*q+1]], base64Values[s[4*q+2]], base64Values[s[4*q+3]]
+		bad |= a | b | c | d
+		dst[3*q] = a<<2 | b>>4
+		dst[3*q+1] = b<<4 | c>>2
+		dst[3*q+2] = c<<6 | d
+	}
+	a, b, c := base64Values[s[40]], base64Values[s[41]], base64Values[s[42]]
+	bad |= a | b | c
+	dst[30] = a<<2 | b>>4
+	dst[31] = b<<4 | c>>2
+	// Every valid value is below 64, so any 0xFF leaves its top bits set. The
+	// last character's two spare bits are ignored, as encoding/base64 does.
+	return bad&0xC0 == 0
 }
 
 func decodeHex(s string, dst *[sha256.Size]byte) bool {
@@ -207,6 +237,7 @@ type Verifier struct {
 	maxBody   int64
 	tolerance time.Duration
 	now       func() time.Time
+	onReject  func(*http.Request, error)
 	states    sync.Pool // of *verifyState
 }
 
@@ -252,6 +283,23 @@ func WithClock(now func() time.Time) VerifierOption {
 			return errors.New("webhooks: WithClock(nil)")
 		}
 		v.now = now
+		return nil
+	}
+}
+
+// WithOnReject sets a function Middleware calls for every delivery it refuses,
+// so that refusals can be logged or counted: Cakemail's troubleshooting steps
+// start with "check your application logs". err says why and matches one of
+// ErrMissingSignature, ErrMalformedSignature, ErrSignatureMismatch,
+// ErrBodyTooLarge, ErrTooOld, ErrTooNew, ErrInvalidEvent or ErrUnreadableBody
+// with errors.Is; it never holds the signature, a MAC or a secret. The response
+// stays generic whatever fn does.
+func WithOnReject(fn func(r *http.Request, err error)) VerifierOption {
+	return func(v *Verifier) error {
+		if fn == nil {
+			return errors.New("webhooks: WithOnReject(nil)")
+		}
+		v.onReject = fn
 		return nil
 	}
 }
@@ -387,7 +435,7 @@ func (v *Verifier) VerifyRequest(r *http.Request) ([]byte, error) {
 	r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("webhooks: reading the request body: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrUnreadableBody, err)
 	}
 	if int64(len(body)) > v.maxBody {
 		return nil, ErrBodyTooLarge
@@ -403,16 +451,21 @@ type eventContextKey struct{}
 // Middleware lets through only verified deliveries, with their parsed Event in
 // the request context (see EventFromContext). It answers 401 to a missing or
 // wrong signature or a timestamp outside the tolerance, 413 to a body over the
-// limit, and 400 to a verified body that is not an event.
+// limit, and 400 to a body that cannot be read or is not an event; the
+// WithOnReject function, if set, hears why.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := v.VerifyRequest(r)
+		var event *Event
 		if err == nil {
-			var event *Event
-			if event, err = ParseEvent(body); err == nil {
-				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), eventContextKey{}, event)))
-				return
-			}
+			event, err = ParseEvent(body)
+		}
+		if err == nil {
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), eventContextKey{}, event)))
+			return
+		}
+		if v.onReject != nil {
+			v.onReject(r, err)
 		}
 		switch {
 		case errors.Is(err, ErrBodyTooLarge):

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -426,3 +427,81 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestMiddlewareReportsEveryRejection(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	type rejection struct {
+		path string
+		err  error
+	}
+	var got []rejection
+	verifier, err := webhooks.NewVerifier([]string{secret},
+		webhooks.WithMaxBodyBytes(1024),
+		webhooks.WithTolerance(5*time.Minute),
+		webhooks.WithClock(func() time.Time { return now }),
+		webhooks.WithOnReject(func(r *http.Request, err error) { got = append(got, rejection{r.URL.Path, err}) }),
+	)
+	require.NoError(t, err)
+	old := []byte(`{"event":"Email.Opened","created_on":1699990000}`)
+	future := []byte(`{"event":"Email.Opened","created_on":1700010000}`)
+	notEvent := []byte(`{"no":"event"}`)
+	big := bytes.Repeat([]byte("a"), 2048)
+	goodMAC := webhooks.Sign(body, secret)
+	cases := []struct {
+		name    string
+		payload []byte
+		header  string
+		reader  io.Reader // overrides payload when set
+		want    error
+		code    int
+	}{
+		{"missing", body, "", nil, webhooks.ErrMissingSignature, http.StatusUnauthorized},
+		{"malformed", body, "sha256=" + goodMAC[:20], nil, webhooks.ErrMalformedSignature, http.StatusUnauthorized},
+		{"mismatch", body, webhooks.Sign(body, "another secret"), nil, webhooks.ErrSignatureMismatch, http.StatusUnauthorized},
+		{"too large", big, webhooks.Sign(big, secret), nil, webhooks.ErrBodyTooLarge, http.StatusRequestEntityTooLarge},
+		{"too old", old, webhooks.Sign(old, secret), nil, webhooks.ErrTooOld, http.StatusUnauthorized},
+		{"too new", future, webhooks.Sign(future, secret), nil, webhooks.ErrTooNew, http.StatusUnauthorized},
+		{"not an event", notEvent, webhooks.Sign(notEvent, secret), nil, webhooks.ErrInvalidEvent, http.StatusBadRequest},
+		{"unreadable", body, goodMAC, io.MultiReader(strings.NewReader("{"), errReader{}), webhooks.ErrUnreadableBody, http.StatusBadRequest},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got = nil
+			var r io.Reader = bytes.NewReader(tc.payload)
+			if tc.reader != nil {
+				r = tc.reader
+			}
+			req := httptest.NewRequest(http.MethodPost, "/hooks/"+strings.ReplaceAll(tc.name, " ", "-"), r)
+			if tc.header != "" {
+				req.Header.Set(webhooks.SignatureHeader, tc.header)
+			}
+			w := httptest.NewRecorder()
+			verifier.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+				t.Fatal("a refused delivery reached the handler")
+			})).ServeHTTP(w, req)
+			assert.Equal(t, tc.code, w.Code)
+			require.Len(t, got, 1, "the hook hears every refusal once")
+			assert.Equal(t, req.URL.Path, got[0].path)
+			assert.ErrorIs(t, got[0].err, tc.want)
+			msg := got[0].err.Error()
+			for _, leak := range []string{secret, tc.header, goodMAC, webhooks.SignHex(tc.payload, secret)} {
+				if leak != "" {
+					assert.NotContains(t, msg, leak)
+				}
+			}
+			for _, generic := range []string{"invalid signature", "request body too large", "invalid event payload"} {
+				if strings.Contains(w.Body.String(), generic) {
+					return
+				}
+			}
+			t.Errorf("response body %q is not one of the generic ones", w.Body.String())
+		})
+	}
+
+	_, err = webhooks.NewVerifier([]string{secret}, webhooks.WithOnReject(nil))
+	assert.Error(t, err)
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
