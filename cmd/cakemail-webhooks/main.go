@@ -241,7 +241,7 @@ func (a *app) hideURLPassword(rawURL string) {
 
 // shownURL is rawURL fit for a message: its password, if any, masked.
 func shownURL(rawURL string) string {
-	if u, err := url.Parse(rawURL); err == nil {
+	if u, err := url.Parse(rawURL); err == nil && (u.User != nil || !strings.Contains(rawURL, "@")) {
 		return u.Redacted()
 	}
 	if strings.Contains(rawURL, "@") {
@@ -355,7 +355,7 @@ func (r *redactingWriter) Write(p []byte) (int, error) {
 	defer r.mu.Unlock()
 	s := string(p)
 	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, "xxxxx")
+		s = strings.ReplaceAll(s, secret, "[hidden]")
 	}
 	_, err := io.WriteString(r.w, s)
 	return len(p), err
