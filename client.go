@@ -36,6 +36,8 @@ type Client struct {
 	logger     *slog.Logger
 	http       *retryablehttp.Client
 	auth       *tokenSource
+	timeout    time.Duration // per attempt, for error messages
+	maxBody    int64         // of a successful response
 }
 
 // Option configures a Client.
@@ -52,7 +54,15 @@ type clientConfig struct {
 	retryWaitMax       time.Duration
 	userAgent          string
 	logger             *slog.Logger
+	timeout            time.Duration
+	maxResponseBytes   int64
 }
+
+// The defaults of WithTimeout and WithMaxResponseBytes.
+const (
+	DefaultTimeout          = 30 * time.Second
+	DefaultMaxResponseBytes = 10 << 20
+)
 
 // WithAccessToken authenticates with a token you already have; it is never refreshed.
 func WithAccessToken(token string) Option {
@@ -80,9 +90,16 @@ func WithCredentials(username, password string) Option {
 // WithBaseURL sets the API's address, DefaultBaseURL by default.
 func WithBaseURL(rawURL string) Option {
 	return func(c *clientConfig) error {
+		// The URL is never quoted: it could hold a password.
 		u, err := url.Parse(rawURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return fmt.Errorf("%w: WithBaseURL(%q): want an absolute http or https URL without query", ErrInvalidParams, rawURL)
+		if err != nil {
+			return fmt.Errorf("%w: WithBaseURL: not a valid URL%s", ErrInvalidParams, urlParseProblem(err))
+		}
+		if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("%w: WithBaseURL(%q): want an absolute http or https URL without user info, query or fragment", ErrInvalidParams, redactedURL(u))
+		}
+		if problem := uriProblem(rawURL); problem != "" {
+			return fmt.Errorf("%w: WithBaseURL(%q): the URL %s", ErrInvalidParams, redactedURL(u), problem)
 		}
 		c.baseURL = strings.TrimRight(u.String(), "/")
 		return nil
@@ -90,13 +107,39 @@ func WithBaseURL(rawURL string) Option {
 }
 
 // WithHTTPClient sets the HTTP client requests go through; its Transport and
-// Timeout apply to every attempt.
+// Timeout apply to every attempt. NewClient keeps a copy whose Timeout is the
+// shorter of hc's and WithTimeout's, so hc itself is not modified.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *clientConfig) error {
 		if hc == nil {
 			return fmt.Errorf("%w: WithHTTPClient(nil)", ErrInvalidParams)
 		}
 		c.httpClient = hc
+		return nil
+	}
+}
+
+// WithTimeout bounds one attempt of a call, from sending the request to reading
+// the whole answer: DefaultTimeout (30 s) by default. A call that is retried
+// may take longer in all; bound the whole call with its context.
+func WithTimeout(d time.Duration) Option {
+	return func(c *clientConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithTimeout(%s): must be positive", ErrInvalidParams, d)
+		}
+		c.timeout = d
+		return nil
+	}
+}
+
+// WithMaxResponseBytes bounds the body of a successful answer, DefaultMaxResponseBytes
+// (10 MiB) by default; a larger one fails the call with ErrResponseTooLarge.
+func WithMaxResponseBytes(n int64) Option {
+	return func(c *clientConfig) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithMaxResponseBytes(%d): must be positive", ErrInvalidParams, n)
+		}
+		c.maxResponseBytes = n
 		return nil
 	}
 }
@@ -162,12 +205,14 @@ func WithLogger(l *slog.Logger) Option {
 // It needs WithAccessToken or WithCredentials; later options override earlier ones.
 func NewClient(opts ...Option) (*Client, error) {
 	cfg := clientConfig{
-		baseURL:      DefaultBaseURL,
-		retryMax:     3,
-		retryWaitMin: time.Second,
-		retryWaitMax: 30 * time.Second,
-		userAgent:    "cakemail-go-webhooks/" + Version,
-		logger:       slog.New(discardHandler{}),
+		baseURL:          DefaultBaseURL,
+		retryMax:         3,
+		retryWaitMin:     time.Second,
+		retryWaitMax:     30 * time.Second,
+		userAgent:        "cakemail-go-webhooks/" + Version,
+		logger:           slog.New(discardHandler{}),
+		timeout:          DefaultTimeout,
+		maxResponseBytes: DefaultMaxResponseBytes,
 	}
 	for _, opt := range opts {
 		if err := opt(&cfg); err != nil {
@@ -177,9 +222,15 @@ func NewClient(opts ...Option) (*Client, error) {
 	if cfg.accessToken == "" && cfg.username == "" {
 		return nil, ErrNoCredentials
 	}
-	hc := cfg.httpClient
-	if hc == nil {
+	var hc *http.Client
+	if cfg.httpClient != nil {
+		copied := *cfg.httpClient
+		hc = &copied
+	} else {
 		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	if hc.Timeout <= 0 || cfg.timeout < hc.Timeout {
+		hc.Timeout = cfg.timeout
 	}
 	rc := &retryablehttp.Client{
 		HTTPClient:   hc,
@@ -197,8 +248,10 @@ func NewClient(opts ...Option) (*Client, error) {
 		userAgent: cfg.userAgent,
 		logger:    cfg.logger,
 		http:      rc,
+		timeout:   hc.Timeout,
+		maxBody:   cfg.maxResponseBytes,
 	}
-	c.auth = &tokenSource{client: c, access: cfg.accessToken, username: cfg.username, password: cfg.password}
+	c.auth = &tokenSource{client: c, access: newCredential(cfg.accessToken), username: cfg.username, password: newCredential(cfg.password)}
 	return c, nil
 }
 
@@ -241,28 +294,39 @@ func (c *Client) ForAccount(id int) *Client {
 }
 
 // String describes the client without its credentials.
-func (c *Client) String() string {
-	auth := "access token"
-	if c.auth.username != "" {
-		auth = "credentials"
+func (c Client) String() string {
+	auth := "none"
+	if c.auth != nil {
+		auth = "access token"
+		if c.auth.username != "" {
+			auth = "credentials"
+		}
 	}
 	return fmt.Sprintf("webhooks.Client{baseURL: %s, accountID: %d, auth: %s}", c.baseURL, c.accountID, auth)
 }
 
 // GoString keeps %#v from printing credentials.
-func (c *Client) GoString() string { return c.String() }
+func (c Client) GoString() string { return c.String() }
 
-// Format keeps every fmt verb from printing credentials.
-func (c *Client) Format(f fmt.State, verb rune) { io.WriteString(f, c.String()) }
+// Format keeps every fmt verb from printing credentials, on a Client as on a
+// *Client. (Held where fmt cannot call methods, the credentials still print only
+// as addresses: see credential.)
+func (c Client) Format(f fmt.State, verb rune) { io.WriteString(f, c.String()) }
 
 // LogValue keeps slog from printing credentials.
-func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+func (c Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // CompleteMFA finishes a login that failed with *MFARequiredError, with the
-// challenge from that error and a code from the user's MFA method.
+// challenge from that error and a code from the user's MFA method: 6 digits, or
+// a 12-character hexadecimal recovery code (surrounding spaces are ignored).
+// Its errors never hold the challenge or the code.
 func (c *Client) CompleteMFA(ctx context.Context, challenge, code string) error {
+	code = strings.TrimSpace(code)
 	if challenge == "" || code == "" {
 		return fmt.Errorf("%w: CompleteMFA needs a challenge and a code", ErrInvalidParams)
+	}
+	if !validMFACode(code) {
+		return fmt.Errorf("%w: CompleteMFA: the code must be 6 digits or a 12-character hexadecimal recovery code", ErrInvalidParams)
 	}
 	if c.auth.username == "" {
 		return fmt.Errorf("%w: CompleteMFA needs a client made WithCredentials", ErrInvalidParams)
@@ -273,10 +337,35 @@ func (c *Client) CompleteMFA(ctx context.Context, challenge, code string) error 
 	}
 	tok, err := c.auth.post(ctx, "/token/challenge", "application/json", body)
 	if err != nil {
+		// A server may echo the input of a refused call (a validation error's
+		// "input", say): neither value may travel on in the error.
+		var apiErr *APIError
+		if errors.As(err, &apiErr) {
+			apiErr.redact(challenge, code)
+		}
 		return err
 	}
 	c.auth.store(tok)
 	return nil
+}
+
+// validMFACode reports whether code has a shape the API accepts.
+func validMFACode(code string) bool {
+	digits := func(s string, hex bool) bool {
+		for _, r := range s {
+			if !('0' <= r && r <= '9') && !(hex && ('a' <= r && r <= 'f' || 'A' <= r && r <= 'F')) {
+				return false
+			}
+		}
+		return true
+	}
+	switch len(code) {
+	case 6:
+		return digits(code, false)
+	case 12:
+		return digits(code, true)
+	}
+	return false
 }
 
 // retry policies, carried in the request context to checkRetry.
@@ -381,14 +470,14 @@ func (c *Client) do(ctx context.Context, op call, out any) error {
 		}
 		resp, err := c.send(ctx, op.method, target, payload, token)
 		if err != nil {
-			return fmt.Errorf("webhooks: %s %s: %w", op.method, op.path, err)
+			return fmt.Errorf("webhooks: %s %s: %w", op.method, op.path, c.explainTimeout(ctx, err))
 		}
 		if resp.StatusCode == http.StatusUnauthorized && replay == 0 && c.auth.refreshable() {
 			drain(resp)
 			c.auth.invalidate(token)
 			continue
 		}
-		return c.decode(op, resp, out)
+		return c.decode(ctx, op, resp, out)
 	}
 }
 
@@ -420,7 +509,17 @@ func (c *Client) send(ctx context.Context, method, target string, payload []byte
 	return resp, nil
 }
 
-func (c *Client) decode(op call, resp *http.Response, out any) error {
+// explainTimeout names the per-attempt limit in an error it caused; the
+// caller's own deadline, already named by its context error, is left alone.
+func (c *Client) explainTimeout(ctx context.Context, err error) error {
+	var netErr net.Error
+	if ctx.Err() == nil && errors.As(err, &netErr) && netErr.Timeout() {
+		return fmt.Errorf("no complete answer within %s (WithTimeout): %w", c.timeout, err)
+	}
+	return err
+}
+
+func (c *Client) decode(ctx context.Context, op call, resp *http.Response, out any) error {
 	defer drain(resp)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return newAPIError(op.method, op.path, resp, time.Now())
@@ -428,10 +527,44 @@ func (c *Client) decode(op call, resp *http.Response, out any) error {
 	if out == nil {
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("webhooks: %s %s: decoding the response: %w", op.method, op.path, err)
+	tooLarge := fmt.Errorf("%w: %s %s: the answer is over %d bytes (WithMaxResponseBytes)", ErrResponseTooLarge, op.method, op.path, c.maxBody)
+	if resp.ContentLength > c.maxBody {
+		return tooLarge
+	}
+	body := &cappedReader{r: resp.Body, left: c.maxBody}
+	if err := json.NewDecoder(body).Decode(out); err != nil {
+		if body.exceeded {
+			return tooLarge
+		}
+		return fmt.Errorf("webhooks: %s %s: decoding the response: %w", op.method, op.path, c.explainTimeout(ctx, err))
 	}
 	return nil
+}
+
+// cappedReader reads at most left bytes, and fails past them, so that a huge
+// or endless answer (endless whitespace included) costs no more memory than the
+// limit.
+type cappedReader struct {
+	r        io.Reader
+	left     int64
+	exceeded bool
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.exceeded {
+		return 0, ErrResponseTooLarge
+	}
+	// One byte past the limit tells an answer of exactly the limit from a longer one.
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1]
+	}
+	n, err := c.r.Read(p)
+	if int64(n) > c.left {
+		c.exceeded = true
+		return 0, ErrResponseTooLarge
+	}
+	c.left -= int64(n)
+	return n, err
 }
 
 // drain reads what is left of a body, so the connection can be reused, and closes it.
@@ -460,12 +593,13 @@ func (d discardHandler) WithGroup(string) slog.Handler           { return d }
 // tokenSource holds the login and hands out a valid access token, refreshing it
 // at most once at a time however many calls need it.
 type tokenSource struct {
-	client             *Client
-	username, password string // empty for WithAccessToken
+	client   *Client
+	username string     // empty for WithAccessToken
+	password credential // empty for WithAccessToken
 
 	mu       sync.Mutex
-	access   string
-	refresh  string
+	access   credential
+	refresh  credential
 	renewAt  time.Time // zero: no known expiry
 	inflight *renewal
 }
@@ -494,12 +628,11 @@ func (ts *tokenSource) refreshable() bool { return ts.username != "" }
 // token returns an access token that is not about to expire.
 func (ts *tokenSource) token(ctx context.Context) (string, error) {
 	if !ts.refreshable() {
-		return ts.access, nil
+		return ts.access.reveal(), nil
 	}
 	for {
 		ts.mu.Lock()
-		if ts.access != "" && (ts.renewAt.IsZero() || time.Now().Before(ts.renewAt)) {
-			tok := ts.access
+		if tok := ts.access.reveal(); tok != "" && (ts.renewAt.IsZero() || time.Now().Before(ts.renewAt)) {
 			ts.mu.Unlock()
 			return tok, nil
 		}
@@ -517,7 +650,7 @@ func (ts *tokenSource) token(ctx context.Context) (string, error) {
 		}
 		r := &renewal{done: make(chan struct{})}
 		ts.inflight = r
-		refresh := ts.refresh
+		refresh := ts.refresh.reveal()
 		ts.mu.Unlock()
 
 		tok, err := ts.login(ctx, refresh)
@@ -549,7 +682,7 @@ func (ts *tokenSource) login(ctx context.Context, refresh string) (*tokenRespons
 		}
 		log.DebugContext(ctx, "cakemail: refresh failed, logging in again", "err", err)
 	}
-	form := url.Values{"grant_type": {"password"}, "username": {ts.username}, "password": {ts.password}}
+	form := url.Values{"grant_type": {"password"}, "username": {ts.username}, "password": {ts.password.reveal()}}
 	tok, err := ts.post(ctx, "/token", "application/x-www-form-urlencoded", []byte(form.Encode()))
 	if err == nil {
 		log.DebugContext(ctx, "cakemail: logged in", "grant_type", "password")
@@ -570,7 +703,7 @@ func (ts *tokenSource) post(ctx context.Context, path, contentType string, body 
 	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("webhooks: POST %s: %w", path, err)
+		return nil, fmt.Errorf("webhooks: POST %s: %w", path, c.explainTimeout(ctx, err))
 	}
 	defer drain(resp)
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
@@ -602,9 +735,9 @@ func (ts *tokenSource) store(tok *tokenResponse) {
 // storeLocked keeps a new token and plans its renewal a little before it
 // expires: a fifth of its life early, at most a minute.
 func (ts *tokenSource) storeLocked(tok *tokenResponse) {
-	ts.access = tok.AccessToken
+	ts.access = newCredential(tok.AccessToken)
 	if tok.RefreshToken != "" {
-		ts.refresh = tok.RefreshToken
+		ts.refresh = newCredential(tok.RefreshToken)
 	}
 	ts.renewAt = time.Time{}
 	if tok.ExpiresIn > 0 {
@@ -618,7 +751,39 @@ func (ts *tokenSource) storeLocked(tok *tokenResponse) {
 func (ts *tokenSource) invalidate(refused string) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if ts.access == refused {
-		ts.access = ""
+	if ts.access.reveal() == refused {
+		ts.access = credential{}
 	}
 }
+
+// credential holds a password or token so that nothing prints it. fmt, slog and
+// encoding/json call its methods where they can; where they cannot (a struct
+// walked through unexported fields, such as a Client's), fmt prints pointers
+// inside structs as addresses and never dereferences a *string, so the value
+// behind p stays out of sight.
+type credential struct{ p *string }
+
+func newCredential(s string) credential {
+	if s == "" {
+		return credential{}
+	}
+	return credential{p: &s}
+}
+
+func (c credential) reveal() string {
+	if c.p == nil {
+		return ""
+	}
+	return *c.p
+}
+
+const redactedText = "[REDACTED]"
+
+// Format prints [REDACTED] for every verb.
+func (c credential) Format(f fmt.State, verb rune) { io.WriteString(f, redactedText) }
+
+// LogValue prints [REDACTED] in slog.
+func (c credential) LogValue() slog.Value { return slog.StringValue(redactedText) }
+
+// MarshalJSON writes "[REDACTED]".
+func (c credential) MarshalJSON() ([]byte, error) { return []byte(`"` + redactedText + `"`), nil }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -32,6 +33,33 @@ func TestParseRetryAfter(t *testing.T) {
 	for in, want := range cases {
 		assert.Equal(t, want, parseRetryAfter(in, now), "%q", in)
 	}
+}
+
+func TestRetryAfterSaturates(t *testing.T) {
+	now := time.Now()
+	// Seconds that overflow a Duration once multiplied (9223372037 s), wrap it
+	// around to a small positive wait (18446744074 s), or overflow an int64.
+	for _, v := range []string{"9223372037", "18446744074", "99999999999999999999999", "9223372036854775807"} {
+		assert.Equal(t, time.Duration(math.MaxInt64), parseRetryAfter(v, now), v)
+		resp := &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {v}}, Body: http.NoBody}
+		assert.Equal(t, 30*time.Second, backoff(time.Second, 30*time.Second, 0, resp), "a huge Retry-After waits the cap: %s", v)
+		assert.Positive(t, newAPIError("GET", "/webhooks", resp, now).RetryAfter, v)
+	}
+	assert.Equal(t, time.Duration(0), parseRetryAfter("-99999999999999999999999", now))
+	assert.Equal(t, 9223372036*time.Second, parseRetryAfter("9223372036", now), "the largest that fits is exact")
+}
+
+func TestDefaultLimits(t *testing.T) {
+	c, err := NewClient(WithAccessToken("t"))
+	require.NoError(t, err)
+	assert.Equal(t, 30*time.Second, c.http.HTTPClient.Timeout)
+	assert.Equal(t, int64(10<<20), c.maxBody)
+
+	own := &http.Client{}
+	c, err = NewClient(WithAccessToken("t"), WithHTTPClient(own))
+	require.NoError(t, err)
+	assert.Equal(t, 30*time.Second, c.http.HTTPClient.Timeout, "a client without a timeout gets the default")
+	assert.Zero(t, own.Timeout, "on a copy")
 }
 
 func TestBackoff(t *testing.T) {

@@ -1,14 +1,19 @@
 package webhooks
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors from verifying a delivery. None of their messages ever holds a MAC or a secret.
@@ -31,8 +36,9 @@ var (
 
 // Errors from the API client. The status sentinels match an *APIError with errors.Is.
 var (
-	ErrNoCredentials = errors.New("webhooks: no credentials: set an access token or a username and password")
-	ErrInvalidParams = errors.New("webhooks: invalid parameters")
+	ErrNoCredentials    = errors.New("webhooks: no credentials: set an access token or a username and password")
+	ErrInvalidParams    = errors.New("webhooks: invalid parameters")
+	ErrResponseTooLarge = errors.New("webhooks: response too large")
 
 	ErrNotFound     = errors.New("webhooks: not found")
 	ErrUnauthorized = errors.New("webhooks: unauthorized")
@@ -114,7 +120,13 @@ func (e *APIError) Is(target error) bool {
 }
 
 // MFARequiredError is returned when the password grant is answered with an MFA
-// challenge; finish the login with Client.CompleteMFA.
+// challenge; finish the login with Client.CompleteMFA(ctx, e.Challenge, code).
+//
+// The challenge works as a credential until it is used, so Error, fmt (every
+// verb, %#v included), slog and encoding/json leave it out; read the field
+// itself where you need it. As with Webhook, fmt still prints it where it cannot
+// call methods: from an unexported struct field, including that of an error
+// wrapping this one printed with a verb other than %v, %s, %q or %x.
 type MFARequiredError struct {
 	Challenge string
 }
@@ -122,6 +134,40 @@ type MFARequiredError struct {
 // Error says what to do; it leaves out the challenge, which works as a credential.
 func (e *MFARequiredError) Error() string {
 	return "webhooks: multi-factor authentication required: call CompleteMFA with the challenge and a code"
+}
+
+// Format prints the message for every verb, and for %#v the struct with its
+// challenge masked.
+func (e MFARequiredError) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		io.WriteString(f, `&webhooks.MFARequiredError{Challenge:"`+redactedText+`"}`)
+		return
+	}
+	io.WriteString(f, e.Error())
+}
+
+// LogValue prints the message in slog.
+func (e MFARequiredError) LogValue() slog.Value { return slog.StringValue(e.Error()) }
+
+// MarshalJSON writes {"Challenge": "[REDACTED]"}.
+func (e MFARequiredError) MarshalJSON() ([]byte, error) {
+	return []byte(`{"Challenge":"` + redactedText + `"}`), nil
+}
+
+// redact masks the given values wherever the server echoed them.
+func (e *APIError) redact(values ...string) {
+	for _, v := range values {
+		if v == "" {
+			continue
+		}
+		e.Body = bytes.ReplaceAll(e.Body, []byte(v), []byte(redactedText))
+		for i := range e.Details {
+			e.Details[i].Msg = strings.ReplaceAll(e.Details[i].Msg, v, redactedText)
+			for j := range e.Details[i].Loc {
+				e.Details[i].Loc[j] = strings.ReplaceAll(e.Details[i].Loc[j], v, redactedText)
+			}
+		}
+	}
 }
 
 // newAPIError builds the error for a non-2xx response and drains its body (capped).
@@ -173,15 +219,19 @@ func parseErrorDetails(body []byte) []ErrorDetail {
 }
 
 // parseRetryAfter reads a Retry-After value in seconds or as an HTTP date.
-// Absent, malformed or past values give zero.
+// Absent, malformed or past values give zero; values too large for a Duration
+// give the largest one, never a negative or wrapped-around wait.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		if secs < 0 {
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		switch {
+		case secs <= 0:
 			return 0
+		case secs > int64(math.MaxInt64/time.Second):
+			return math.MaxInt64
 		}
 		return time.Duration(secs) * time.Second
 	}
@@ -190,3 +240,104 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return 0
 }
+
+// urlParseProblem says why url.Parse refused a URL, as " (reason)", without
+// quoting it: the URL, and even the piece that failed to parse, may hold a
+// password.
+func urlParseProblem(err error) string {
+	var escErr url.EscapeError
+	var hostErr url.InvalidHostError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &escErr):
+		return " (a % not followed by two hexadecimal digits)"
+	case errors.As(err, &hostErr):
+		return " (a character not allowed in a host name)"
+	case strings.Contains(msg, "userinfo"):
+		return " (a character not allowed in a user name or password)"
+	case strings.Contains(msg, "port"):
+		return " (an invalid port)"
+	case strings.Contains(msg, "control character"):
+		return " (a control character)"
+	case strings.Contains(msg, "missing protocol scheme"):
+		return " (no scheme, such as https://)"
+	}
+	return ""
+}
+
+// redactedURL shows u with its user name and password, if any, replaced.
+func redactedURL(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	shown := *u
+	shown.User = url.User("xxxxx")
+	return shown.String()
+}
+
+// uriProblem says which character of rawURL a URI may not hold (RFC 3986, the
+// OpenAPI "uri" format), or returns "". The user info, which url.Parse has
+// already checked, is skipped so that no character of a password is quoted.
+func uriProblem(rawURL string) string {
+	s := withoutUserinfo(rawURL)
+	hostEnd := len(s)
+	if i := strings.Index(s, "//"); i >= 0 {
+		if j := strings.IndexAny(s[i+2:], "/?#"); j >= 0 {
+			hostEnd = i + 2 + j
+		}
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return "holds a % not followed by two hexadecimal digits"
+			}
+			i += 3
+			continue
+		case c < utf8.RuneSelf && uriChars[c]:
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if i < hostEnd {
+			return fmt.Sprintf("holds %q in its host: write the host in its ASCII (xn--) form", string(r))
+		}
+		var enc strings.Builder
+		for _, b := range []byte(s[i : i+size]) {
+			fmt.Fprintf(&enc, "%%%02X", b)
+		}
+		return fmt.Sprintf("holds %q, which a URL must percent-encode: write %s", string(r), enc.String())
+	}
+	return ""
+}
+
+// withoutUserinfo removes "user:password@" from an absolute URL, splitting
+// where url.Parse does.
+func withoutUserinfo(rawURL string) string {
+	i := strings.Index(rawURL, "//")
+	if i < 0 {
+		return rawURL
+	}
+	authority := rawURL[i+2:]
+	if end := strings.IndexAny(authority, "/?#"); end >= 0 {
+		authority = authority[:end]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return rawURL
+	}
+	return rawURL[:i+2] + rawURL[i+2+at+1:]
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// uriChars are the ASCII characters RFC 3986 allows in a URI, '%' aside.
+var uriChars = func() (set [utf8.RuneSelf]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=" {
+		set[c] = true
+	}
+	return set
+}()

@@ -396,8 +396,10 @@ func validateSettings(rawURL *string, rateLimit *int, period *RateLimitPeriod, w
 }
 
 // ValidateURL reports why Cakemail would refuse rawURL as a webhook URL: it must
-// be absolute https, at most 2083 characters; plain http is allowed only for
-// loopback hosts, for local receivers and test servers.
+// be absolute https, at most 2083 characters, of the characters a URI may hold
+// (RFC 3986: percent-encode any other, and write a host in its ASCII form);
+// plain http is allowed only for loopback hosts, for local receivers and test
+// servers. Its errors never show a password or user name held in the URL.
 func ValidateURL(rawURL string) error {
 	if rawURL == "" {
 		return fmt.Errorf("empty URL")
@@ -407,11 +409,14 @@ func ValidateURL(rawURL string) error {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return fmt.Errorf("not a URL: %v", err)
+		return fmt.Errorf("not a valid URL%s", urlParseProblem(err))
 	}
-	shown := u.Redacted() // a password in the URL stays out of the error
+	shown := redactedURL(u)
 	if !u.IsAbs() || u.Host == "" {
 		return fmt.Errorf("%q is not an absolute URL", shown)
+	}
+	if problem := uriProblem(rawURL); problem != "" {
+		return fmt.Errorf("URL %s", problem)
 	}
 	switch u.Scheme {
 	case "https":
