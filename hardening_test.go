@@ -3,6 +3,7 @@ package webhooks_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -26,6 +28,7 @@ import (
 var everyVerb = []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%t", "%p", "%T", "%10.3s", "%-8q", "%e"}
 
 // printedEveryWay prints v with every verb, and through slog and encoding/json.
+// A secret printed in hexadecimal still counts: see assertHidden.
 func printedEveryWay(v any) string {
 	var b strings.Builder
 	for _, verb := range everyVerb {
@@ -343,7 +346,7 @@ func TestMFARequiredErrorHidesTheChallenge(t *testing.T) {
 	mfa := &webhooks.MFARequiredError{Challenge: challenge}
 	var err error = fmt.Errorf("login: %w", mfa)
 	for name, v := range map[string]any{"*MFARequiredError": mfa, "exported field": struct{ Err error }{mfa}, "slice": []error{mfa}} {
-		assert.NotContains(t, printedEveryWay(v), challenge, name)
+		assertHidden(t, printedEveryWay(v), []string{challenge}, name)
 	}
 	// A value and a wrapped error: every verb that prints an error.
 	for name, v := range map[string]any{"MFARequiredError": *mfa, "wrapped": err} {
@@ -356,6 +359,10 @@ func TestMFARequiredErrorHidesTheChallenge(t *testing.T) {
 	j, jerr := json.Marshal(mfa)
 	require.NoError(t, jerr)
 	assert.JSONEq(t, `{"Challenge":"[REDACTED]"}`, string(j))
+
+	// Not redacted, as the README says: behind an unexported field.
+	assert.Contains(t, fmt.Sprintf("%s", struct{ err error }{mfa}), challenge)
+	assert.Contains(t, fmt.Sprintf("%d", err), challenge, "fmt.Errorf's wrapper holds it in an unexported field")
 
 	var got *webhooks.MFARequiredError
 	require.True(t, errors.As(err, &got))
@@ -402,11 +409,86 @@ func TestNoVerbShowsAClientsCredentials(t *testing.T) {
 		"unexported*": struct{ c *webhooks.Client }{c},
 		"unexported":  struct{ c webhooks.Client }{*c},
 	} {
-		printed := printedEveryWay(v)
-		for _, secret := range secrets {
-			assert.NotContains(t, printed, secret, "%s prints a credential", name)
-		}
+		assertHidden(t, printedEveryWay(v), secrets, name)
 	}
 	assert.Equal(t, fmt.Sprint(c), fmt.Sprintf("%s", *c), "a Client prints as a *Client does")
-	assert.Contains(t, fmt.Sprint(c), "auth: credentials")
+	def, err := webhooks.NewClient(webhooks.WithCredentials("me@example.com", testPassword))
+	require.NoError(t, err)
+	assert.Equal(t, "webhooks.Client{baseURL: https://api.cakemail.dev, accountID: 0, auth: credentials}", fmt.Sprint(def))
+	assert.Regexp(t, `^webhooks.Client\{baseURL: http://127.0.0.1:\d+, accountID: 0, auth: credentials\}$`, fmt.Sprint(c))
+}
+
+// assertHidden checks that printed shows none of secrets, as text or in hexadecimal.
+func assertHidden(t *testing.T, printed string, secrets []string, what string) {
+	t.Helper()
+	lower := strings.ToLower(printed)
+	for _, secret := range secrets {
+		assert.NotContains(t, printed, secret, "%s shows a secret", what)
+		assert.NotContains(t, lower, hex.EncodeToString([]byte(secret)), "%s shows a secret in hexadecimal", what)
+	}
+}
+
+// TestWhatIsRedactedFromAWebhook checks each claim of the README's "What is
+// redacted" and of Webhook's doc, both what is masked and what is not.
+func TestWhatIsRedactedFromAWebhook(t *testing.T) {
+	const secret = "whsec_signing_key_0123456789"
+	hook := webhooks.Webhook{ID: "wh_1", Event: webhooks.EventEmailOpened, URL: "https://example.com/hook", Secret: secret}
+	type Exported struct {
+		Hook webhooks.Webhook
+		Ptr  *webhooks.Webhook
+	}
+	verbsButP := slices.DeleteFunc(slices.Clone(everyVerb), func(v string) bool { return v == "%p" })
+	masked := map[string]any{
+		"Webhook": hook, "*Webhook": &hook, "exported fields": Exported{hook, &hook}, "*exported fields": &Exported{hook, &hook},
+		"slice": []webhooks.Webhook{hook}, "pointer slice": []*webhooks.Webhook{&hook},
+		"map": map[string]webhooks.Webhook{"a": hook}, "interface": []any{hook, &hook},
+	}
+	for name, v := range masked {
+		for _, verb := range verbsButP {
+			printed := fmt.Sprintf(verb, v)
+			assertHidden(t, printed, []string{secret}, name+" "+verb)
+		}
+		if name == "Webhook" || name == "*Webhook" {
+			assert.Contains(t, fmt.Sprintf("%v", v), "[REDACTED]", name)
+			assert.Contains(t, fmt.Sprintf("%#v", v), `Secret:"[REDACTED]"`, name)
+		}
+		var logs bytes.Buffer
+		slog.New(slog.NewTextHandler(&logs, nil)).Info("text", "hook", v)
+		slog.New(slog.NewJSONHandler(&logs, nil)).Info("json", "hook", v)
+		assertHidden(t, logs.String(), []string{secret}, name+" in slog")
+		j, err := json.Marshal(v)
+		require.NoError(t, err)
+		assertHidden(t, string(j), []string{secret}, name+" in JSON")
+		assert.NotContains(t, string(j), "REDACTED", "JSON leaves the secret out entirely")
+	}
+	assert.Equal(t, secret, hook.Secret, "the field itself stays readable")
+
+	// Not redacted: what fmt reaches without calling methods.
+	type unexported struct {
+		hook webhooks.Webhook
+		ptr  *webhooks.Webhook
+	}
+	for _, verb := range everyVerb {
+		if verb == "%T" || verb == "%10.3s" { // the type alone; a truncated string
+			continue
+		}
+		assert.Contains(t, strings.ToLower(fmt.Sprintf(verb, unexported{hook: hook})), strings.ToLower(secretAs(verb, secret)), "a Webhook in an unexported field, %s", verb)
+	}
+	for _, verb := range []string{"%s", "%q"} {
+		assert.Contains(t, fmt.Sprintf(verb, unexported{ptr: &hook}), secret, "a *Webhook in an unexported field, %s", verb)
+	}
+	assert.NotContains(t, fmt.Sprintf("%v", unexported{ptr: &hook}), secret, "with %v a pointer prints as an address")
+	assert.Contains(t, fmt.Sprintf("%p", hook), secret, "%p of a value")
+	assert.Contains(t, fmt.Sprintf("%p", Exported{Hook: hook}), secret, "%p of a value holding one")
+
+	withPassword := webhooks.Webhook{URL: "https://user:pass@example.com/hook"}
+	assert.Contains(t, fmt.Sprint(withPassword), "user:pass@", "URL is printed as it is")
+}
+
+// secretAs is how fmt prints a string field with verb.
+func secretAs(verb, s string) string {
+	if strings.ContainsAny(verb, "xX") {
+		return hex.EncodeToString([]byte(s))
+	}
+	return s
 }

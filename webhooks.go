@@ -42,8 +42,14 @@ func Ptr[T any](v T) *T { return &v }
 
 // Webhook is one webhook: one event delivered to one URL.
 //
-// Printing a Webhook with fmt or slog, or marshalling it to JSON, never shows
-// Secret; read the field itself where you need it.
+// fmt (every verb but %p), slog and encoding/json mask Secret when they print a
+// Webhook or *Webhook directly, or reach it through exported struct fields,
+// slices, maps or interfaces; read the field itself where you need it. fmt
+// cannot call methods on values it reaches through unexported struct fields, so
+// there it prints Secret: a Webhook held in an unexported field (any verb), a
+// *Webhook held in one and printed with a verb meant for other types (%s, %q),
+// and any non-pointer value holding a Webhook printed with %p. URL is printed
+// as it is, with any user name and password in it.
 type Webhook struct {
 	ID              string
 	Status          Status
@@ -127,6 +133,21 @@ func (w Webhook) MarshalJSON() ([]byte, error) {
 		ww.ArchivedAt = json.RawMessage(fmt.Sprint(w.ArchivedAt.Unix()))
 	}
 	return json.Marshal(ww)
+}
+
+// UnmarshalJSON reads a webhook in the API's shape, as MarshalJSON writes it,
+// with archived_at as Unix seconds or null.
+func (w *Webhook) UnmarshalJSON(b []byte) error {
+	var ww wireWebhook
+	if err := json.Unmarshal(b, &ww); err != nil {
+		return err
+	}
+	got, err := ww.webhook()
+	if err != nil {
+		return err
+	}
+	*w = *got
+	return nil
 }
 
 // CreateParams describes a new webhook. Zero RateLimit and RateLimitPeriod are
@@ -264,13 +285,18 @@ func (c *Client) Get(ctx context.Context, id string) (*Webhook, error) {
 	return c.webhookCall(ctx, call{method: http.MethodGet, path: path})
 }
 
-// Create makes a webhook: POST /webhooks. It is never retried once the request
-// may have reached the server, since a repeat could create a second webhook.
+// Create makes a webhook: POST /webhooks. The event may be given in any
+// documented spelling ("email.opened") and is sent canonical ("Email.Opened");
+// an unknown name is an error wrapping ErrInvalidParams and ErrUnknownEventType,
+// and nothing is sent. Create is never retried once the request may have
+// reached the server, since a repeat could create a second webhook: to make
+// webhooks idempotently, use Apply.
 func (c *Client) Create(ctx context.Context, params *CreateParams) (*Webhook, error) {
-	if err := params.validate(); err != nil {
+	event, err := params.validate()
+	if err != nil {
 		return nil, err
 	}
-	body := map[string]any{"event": params.Event, "url": params.URL}
+	body := map[string]any{"event": event, "url": params.URL}
 	if params.RateLimit != 0 {
 		body["rate_limit"] = params.RateLimit
 	}
@@ -351,14 +377,20 @@ func webhookPath(id, suffix string) (string, error) {
 	return "/webhooks/" + url.PathEscape(id) + suffix, nil
 }
 
-func (p *CreateParams) validate() error {
+// validate checks p and returns the event to send, resolved from any
+// documented spelling, so that a name the server would refuse is never sent.
+func (p *CreateParams) validate() (EventType, error) {
 	if p == nil {
-		return fmt.Errorf("%w: nil CreateParams", ErrInvalidParams)
+		return "", fmt.Errorf("%w: nil CreateParams", ErrInvalidParams)
 	}
 	if strings.TrimSpace(string(p.Event)) == "" {
-		return fmt.Errorf("%w: CreateParams.Event is empty", ErrInvalidParams)
+		return "", fmt.Errorf("%w: CreateParams.Event is empty", ErrInvalidParams)
 	}
-	return validateSettings(&p.URL, &p.RateLimit, &p.RateLimitPeriod, "CreateParams")
+	event, err := ParseEventType(string(p.Event))
+	if err != nil {
+		return "", invalidParams(err)
+	}
+	return event, validateSettings(&p.URL, &p.RateLimit, &p.RateLimitPeriod, "CreateParams")
 }
 
 func (p *UpdateParams) validate() error {
