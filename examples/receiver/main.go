@@ -1,28 +1,33 @@
-// Command receiver is a Cakemail webhook receiver shaped for production: copy it
-// into your service and replace handle with your own logic.
+// Command receiver is a Cakemail webhook receiver to run in production: copy it
+// into your service and replace the handlers in handlers.go with your own.
 //
-// It verifies every delivery, answers within milliseconds and hands the work to a
-// bounded in-process queue (Cakemail wants an answer within 5 seconds), answers 503
-// when the queue is full so that Cakemail retries instead of losing the event, and
-// acknowledges duplicate deliveries without processing them twice.
+// It verifies every delivery, stores it as a River job and answers 2xx only
+// once that job is committed, so an acknowledged event survives a crash. River
+// workers then run it through a webhooks.Router, retrying failures with backoff;
+// a handler's effects commit in the transaction that completes the job.
 //
 // Configuration comes from the environment:
 //
 //	CAKEMAIL_WEBHOOK_SECRET  the webhook's signing secret; several, comma-separated, while rotating
 //	PORT                     where to listen (default 8080)
+//	DATABASE_URL             unset: SQLite file receiver.db in the working directory;
+//	                         sqlite:///path/to/file.db: that SQLite file;
+//	                         postgres://...: Postgres, which several replicas may share
 //
 // Routes: POST /webhooks/cakemail and GET /healthz. SIGINT or SIGTERM stops it
-// gracefully: no new deliveries are accepted and the queue is drained.
+// gracefully: no new deliveries are accepted and running jobs finish.
 package main
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,7 +45,10 @@ func main() {
 	}
 }
 
-// run serves until ctx is done, then shuts down and drains the queue.
+// shutdownTimeout bounds a graceful stop: in-flight requests, then running jobs.
+const shutdownTimeout = 20 * time.Second
+
+// run serves until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) error {
 	secrets := splitSecrets(getenv("CAKEMAIL_WEBHOOK_SECRET"))
 	if len(secrets) == 0 {
@@ -50,35 +58,84 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) e
 	if port == "" {
 		port = "8080"
 	}
-	verifier, err := webhooks.NewVerifier(secrets)
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("PORT: %q is not a port number", port)
+	}
+	target, err := parseDatabaseURL(getenv("DATABASE_URL"))
 	if err != nil {
 		return err
 	}
-	rcv := newReceiver(Config{}, logger, handle)
-	rcv.Start()
+	verifier, err := webhooks.NewVerifier(secrets, webhooks.WithOnReject(func(r *http.Request, err error) {
+		// err says why (missing, mismatch, too large...) and never holds the
+		// signature or the secret, so it is safe to log.
+		logger.Warn("delivery refused", "remote", r.RemoteAddr, "err", err)
+	}))
+	if err != nil {
+		return err
+	}
+	router := newRouter(logger)
+	if target.sqlitePath != "" {
+		db, err := newSQLiteStore(target.sqlitePath)
+		if err != nil {
+			return err
+		}
+		defer db.close()
+		logger.Info("database", "kind", "sqlite", "path", target.sqlitePath)
+		return serve(ctx, db, verifier, router, port, logger)
+	}
+	db, err := newPostgresStore(ctx, target.postgresURL)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	logger.Info("database", "kind", "postgres")
+	return serve(ctx, db, verifier, router, port, logger)
+}
 
+// serve is the same whichever database is underneath.
+func serve[TTx any](ctx context.Context, db *store[TTx], v *webhooks.Verifier, router *webhooks.Router, port string, logger *slog.Logger) error {
+	rc, err := newReceiver(ctx, db, router, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("", port))
+	if err != nil {
+		return err
+	}
+	if err := rc.start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{
-		Addr:              net.JoinHostPort("", port),
-		Handler:           rcv.Routes(verifier),
+		Handler:           rc.routes(v),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	listenErr := make(chan error, 1)
-	go func() { listenErr <- srv.ListenAndServe() }()
-	logger.Info("listening", "addr", srv.Addr)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "client", rc.clientID)
 
 	select {
-	case err := <-listenErr:
-		rcv.Drain()
-		return err
+	case err = <-serveErr:
 	case <-ctx.Done():
+		logger.Info("shutting down: finishing requests and running jobs")
 	}
-	logger.Info("shutting down: draining the queue")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	rcv.Drain()
-	logger.Info("stopped")
+	if shutErr := srv.Shutdown(stopCtx); shutErr != nil && err == nil {
+		err = shutErr
+	}
+	if stopErr := rc.stop(stopCtx); stopErr != nil && err == nil {
+		err = stopErr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	if err == nil {
+		logger.Info("stopped")
+	}
 	return err
 }
 
@@ -91,34 +148,4 @@ func splitSecrets(s string) []string {
 		}
 	}
 	return out
-}
-
-// emailData is the part of an email event's data this receiver reads.
-type emailData struct {
-	Email     string `json:"email"`
-	ContactID any    `json:"contact_id"`
-}
-
-// handle is the business logic: replace it with yours. It runs on a worker, after
-// the delivery was acknowledged, so it may take its time; an error is logged,
-// not retried, because Cakemail already has its 2xx.
-func handle(ctx context.Context, event *webhooks.Event) error {
-	switch event.Type {
-	case webhooks.EventEmailOpened, webhooks.EventEmailClicked:
-		var d emailData
-		if err := event.DecodeData(&d); err != nil {
-			return err
-		}
-		slog.InfoContext(ctx, "engagement", "event", event.Type, "contact_id", d.ContactID)
-	case webhooks.EventEmailBounced, webhooks.EventEmailReportedAsSpam,
-		webhooks.EventEmailUnsubscribed, webhooks.EventContactUnsubscribed:
-		var d emailData
-		if err := event.DecodeData(&d); err != nil {
-			return err
-		}
-		slog.InfoContext(ctx, "stop mailing", "event", event.Type, "contact_id", d.ContactID)
-	default:
-		slog.DebugContext(ctx, "ignored", "event", event.Type)
-	}
-	return nil
 }
