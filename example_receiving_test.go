@@ -1,0 +1,160 @@
+package webhooks_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/webhookstest"
+)
+
+func ExampleRouter() {
+	verifier, err := webhooks.NewVerifier([]string{"secret"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	router := webhooks.NewRouter()
+	router.On(webhooks.EventEmailOpened, func(ctx context.Context, e *webhooks.Event) error {
+		fmt.Println("opened in account", e.AccountID, "sent as", e.RawType)
+		return nil
+	})
+	router.On(webhooks.EventEmailBounced, func(ctx context.Context, e *webhooks.Event) error {
+		return errors.New("the database is unavailable") // 500: Cakemail delivers it again
+	})
+	router.OnUnhandled(func(ctx context.Context, e *webhooks.Event) error {
+		fmt.Println("no route for", e.Type)
+		return nil
+	})
+	// Handler errors and panics are reported here; slog.Default() when unset.
+	router.ErrorLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+	handler := verifier.Middleware(router)
+
+	for _, body := range []string{
+		`{"event":"email.opened","account_id":7,"data":{}}`, // the CLI guide's spelling
+		`{"event":"Email.Bounced","account_id":7,"data":{}}`,
+		`{"event":"Brand.NewEvent","account_id":7,"data":{}}`,
+	} {
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, webhookstest.NewSignedRequest("/webhooks/cakemail", []byte(body), "secret"))
+		fmt.Println(rec.Code)
+	}
+	// Output:
+	// opened in account 7 sent as email.opened
+	// 200
+	// 500
+	// no route for Brand.NewEvent
+	// 200
+}
+
+func ExampleHandleData() {
+	type clicked struct {
+		Email string `json:"email"`
+		URL   string `json:"url"`
+	}
+	router := webhooks.NewRouter()
+	router.On(webhooks.EventEmailClicked, webhooks.HandleData(func(ctx context.Context, e *webhooks.Event, d clicked) error {
+		fmt.Println(d.Email, "clicked", d.URL)
+		return nil
+	}))
+
+	// A queue worker runs the same routes with Dispatch.
+	event, err := webhooks.ParseEvent([]byte(`{"event":"Email.Clicked","data":{"email":"jane@example.com","url":"https://example.com/sale"}}`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := router.Dispatch(context.Background(), event); err != nil {
+		log.Fatal(err)
+	}
+	// Output: jane@example.com clicked https://example.com/sale
+}
+
+func ExampleWithOnReject() {
+	verifier, err := webhooks.NewVerifier([]string{"secret"},
+		webhooks.WithOnReject(func(r *http.Request, err error) {
+			// Log why, never the header: err holds no signature, MAC or secret.
+			fmt.Println("refused", r.URL.Path+":", err)
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	handler := verifier.Middleware(webhooks.NewRouter())
+
+	body := []byte(`{"event":"Email.Opened","data":{}}`)
+	for _, secret := range []string{"secret", "a stale secret"} {
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, webhookstest.NewSignedRequest("/webhooks/cakemail", body, secret))
+		fmt.Println(strings.TrimSpace(fmt.Sprint(rec.Code, " ", rec.Body.String())))
+	}
+	// Output:
+	// 200
+	// refused /webhooks/cakemail: webhooks: signature does not match
+	// 401 invalid signature
+}
+
+func ExampleClient_Apply() {
+	srv := webhookstest.NewServer()
+	defer srv.Close()
+	ctx := context.Background()
+	client, _ := webhooks.NewClient(webhooks.WithBaseURL(srv.URL), webhooks.WithAccessToken(srv.Token()))
+
+	sub := &webhooks.Subscription{
+		URL:    "https://analytics.example.com/campaigns",
+		Events: []webhooks.EventType{"email.opened", "email.clicked"}, // any documented spelling
+	}
+	for run := 1; run <= 2; run++ {
+		changes, err := client.Apply(ctx, sub, nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, c := range changes {
+			fmt.Println(run, c.Action, c.Event)
+		}
+	}
+	secrets, err := client.Secrets(ctx, sub.URL) // for CAKEMAIL_WEBHOOK_SECRET, comma-separated
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(secrets), "secrets")
+	// Output:
+	// 1 create Email.Opened
+	// 1 create Email.Clicked
+	// 2 unchanged Email.Opened
+	// 2 unchanged Email.Clicked
+	// 2 secrets
+}
+
+func ExampleClient_Rotate() {
+	srv := webhookstest.NewServer()
+	defer srv.Close()
+	ctx := context.Background()
+	client, _ := webhooks.NewClient(webhooks.WithBaseURL(srv.URL), webhooks.WithAccessToken(srv.Token()))
+	old, err := client.Create(ctx, &webhooks.CreateParams{Event: webhooks.EventEmailOpened, URL: "https://example.com/hooks"})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// 1. Create the replacement: same event, URL and rate limit, a new secret.
+	replacement, err := client.Rotate(ctx, old.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// 2. Deploy the receiver with both secrets, old and new.
+	secrets, _ := client.Secrets(ctx, old.URL)
+	fmt.Println(len(secrets), "secrets to deploy")
+	// 3. Once it runs, retire the old webhook.
+	if _, err := client.Archive(ctx, old.ID); err != nil {
+		log.Fatal(err)
+	}
+	secrets, _ = client.Secrets(ctx, old.URL)
+	fmt.Println(secrets[0] == replacement.Secret)
+	// Output:
+	// 2 secrets to deploy
+	// true
+}
