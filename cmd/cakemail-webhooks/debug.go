@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,37 +15,41 @@ type debugTransport struct {
 	next http.RoundTripper
 	w    io.Writer
 
-	mu    sync.Mutex
-	tries map[attemptKey]int
-}
-
-// attemptKey tells a retry from a new call: go-retryablehttp sends every
-// attempt of one call with the same context and URL, and each SDK call has a
-// context of its own.
-type attemptKey struct {
-	ctx         context.Context
-	method, url string
+	mu sync.Mutex
+	// failed holds, per method and URL, the retry number of an exchange that
+	// failed in a way the SDK retries. The SDK repeats a call at once, with the
+	// same method and URL, and the command makes one call at a time, so the
+	// next exchange of that method and URL is that call's next retry.
+	failed map[string]int
 }
 
 func newDebugTransport(next http.RoundTripper, w io.Writer) *debugTransport {
-	return &debugTransport{next: next, w: w, tries: map[attemptKey]int{}}
+	return &debugTransport{next: next, w: w, failed: map[string]int{}}
 }
 
 func (t *debugTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	key := attemptKey{req.Context(), req.Method, req.URL.String()}
+	key := req.Method + " " + req.URL.String()
 	t.mu.Lock()
-	retry := t.tries[key]
-	t.tries[key] = retry + 1
+	retry, again := t.failed[key]
+	if again {
+		retry++
+	}
+	delete(t.failed, key)
 	t.mu.Unlock()
 
 	start := time.Now()
 	resp, err := t.next.RoundTrip(req)
 	took := time.Since(start)
-	outcome := ""
+	var outcome string
 	if err != nil {
 		outcome = "error: " + err.Error()
 	} else {
 		outcome = resp.Status
+	}
+	if err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+		t.mu.Lock()
+		t.failed[key] = retry
+		t.mu.Unlock()
 	}
 	fmt.Fprintf(t.w, "debug: %s %s -> %s in %s (retry %d)\n", req.Method, req.URL.EscapedPath(), outcome, took.Round(10*time.Microsecond), retry)
 	return resp, err

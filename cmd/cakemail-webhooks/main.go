@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -183,7 +184,8 @@ func (a *app) report(name string, err error) int {
 func message(err error) string {
 	s := strings.Join(strings.Fields(err.Error()), " ")
 	s = strings.TrimPrefix(s, "webhooks: ")
-	return strings.ReplaceAll(s, ": webhooks: ", ": ")
+	s = strings.ReplaceAll(s, ": webhooks: ", ": ")
+	return strings.ReplaceAll(s, " (WithTimeout)", "") // the command sets no timeout of its own
 }
 
 // warnf tells the user something worth knowing that does not stop the command.
@@ -259,6 +261,9 @@ func (a *app) client(c *invocation) (*webhooks.Client, error) {
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 			return nil, usagef("CAKEMAIL_BASE_URL=%s is not an http or https URL without a query; set it like %s", shownURL(raw), webhooks.DefaultBaseURL)
 		}
+		if u.User != nil {
+			return nil, usagef("CAKEMAIL_BASE_URL=%s holds a user name: leave it out, and give the API's credentials in CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD", u.Redacted())
+		}
 		opts = append(opts, webhooks.WithBaseURL(raw))
 	}
 	if raw := os.Getenv("CAKEMAIL_ACCOUNT_ID"); raw != "" {
@@ -289,8 +294,17 @@ func (a *app) client(c *invocation) (*webhooks.Client, error) {
 		transport = newDebugTransport(transport, a.stderr)
 	}
 	opts = append(opts, webhooks.WithHTTPClient(&http.Client{Transport: transport}))
-	return webhooks.NewClient(append(opts, a.clientOptions...)...)
+	client, err := webhooks.NewClient(append(opts, a.clientOptions...)...)
+	if err != nil && strings.Contains(err.Error(), "WithBaseURL") {
+		// A check of the SDK's that the command does not repeat: say it in the user's terms.
+		msg := strings.TrimPrefix(message(err), "invalid parameters: ")
+		return nil, usagef("%s", sdkBaseURL.ReplaceAllString(msg, "CAKEMAIL_BASE_URL"))
+	}
+	return client, err
 }
+
+// sdkBaseURL is how the SDK names the option CAKEMAIL_BASE_URL feeds.
+var sdkBaseURL = regexp.MustCompile(`WithBaseURL(\("[^"]*"\))?`)
 
 // deliveryClient is the HTTP client for deliveries, logging them under -v.
 func (a *app) deliveryClient(c *invocation) *http.Client {

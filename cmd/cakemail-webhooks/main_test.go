@@ -432,6 +432,14 @@ func TestCredentialMessages(t *testing.T) {
 	assert.Equal(t, exitUsage, res.code)
 	assert.Contains(t, res.stderr, "list: CAKEMAIL_BASE_URL=127.0.0.1:18125 is not an http or https URL without a query; set it like https://api.cakemail.dev")
 
+	// A check only the SDK makes is still worded by the variable's name.
+	t.Setenv("CAKEMAIL_BASE_URL", "https://bücher.example")
+	res = c.run("list")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, "list: CAKEMAIL_BASE_URL")
+	assert.NotContains(t, res.stderr, "With")
+	assert.NotContains(t, res.stderr, "invalid parameters")
+
 	t.Setenv("CAKEMAIL_BASE_URL", c.srv.URL)
 	t.Setenv("CAKEMAIL_ACCOUNT_ID", "first")
 	res = c.run("list")
