@@ -566,4 +566,3 @@ func TestVerify(t *testing.T) {
 	})
 	assert.Empty(t, c.srv.Requests(), "verify works offline")
 }
-
