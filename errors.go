@@ -125,8 +125,9 @@ func (e *APIError) Is(target error) bool {
 // The challenge works as a credential until it is used, so Error, fmt (every
 // verb, %#v included), slog and encoding/json leave it out; read the field
 // itself where you need it. As with Webhook, fmt still prints it where it cannot
-// call methods: from an unexported struct field, including that of an error
-// wrapping this one printed with a verb other than %v, %s, %q or %x.
+// call methods: from an unexported struct field, such as that of an error
+// wrapping this one printed with a verb meant for neither errors nor pointers
+// (%t, %e).
 type MFARequiredError struct {
 	Challenge string
 }

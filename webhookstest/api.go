@@ -3,8 +3,10 @@ package webhookstest
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"mime"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.handleToken)
+	mux.HandleFunc("PUT /token", s.handleRefreshPut)
 	mux.HandleFunc("POST /token/challenge", s.handleChallenge)
 	mux.HandleFunc("GET /webhooks", s.authed(s.handleList))
 	mux.HandleFunc("POST /webhooks", s.authed(s.handleCreate))
@@ -128,12 +131,19 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	life := s.cfg.tokenLifetime
 	if raw := r.PostForm.Get("expiration_seconds"); raw != "" {
-		secs, err := strconv.Atoi(raw)
-		if err != nil || secs < 600 {
+		secs, err := strconv.ParseInt(raw, 10, 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange):
+			writeDetail(w, http.StatusUnprocessableEntity, invalid([]any{"body", "expiration_seconds"}, "value is not a valid integer", "type_error.integer"))
+			return
+		case secs < 600:
 			writeDetail(w, http.StatusUnprocessableEntity, invalid([]any{"body", "expiration_seconds"}, "ensure this value is greater than or equal to 600", "value_error.number.not_ge"))
 			return
 		}
-		life = time.Duration(secs) * time.Second
+		// The spec sets no maximum; a lifetime too long for a Duration is
+		// clamped to the longest one, and expires_in says so, never wrapping
+		// around to a negative number.
+		life = time.Duration(min(secs, maxLifetimeSeconds)) * time.Second
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -153,7 +163,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		if u.mfaCode != "" {
 			challenge := randomString(24)
 			s.challenges[challenge] = u.username
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"challenge": challenge})
+			// The OpenAPI answers a challenge on 200 (TokenResponse or
+			// ChallengeResponse), although its prose says 401; clients should
+			// accept both, and webhooks.Client does.
+			writeJSON(w, http.StatusOK, map[string]string{"challenge": challenge})
 			return
 		}
 	case "refresh_token":
@@ -176,6 +189,40 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.writeTokenLocked(w, u, life)
 }
 
+// maxLifetimeSeconds is the longest token lifetime a time.Duration holds.
+const maxLifetimeSeconds = int64(math.MaxInt64 / time.Second)
+
+// handleRefreshPut serves PUT /token, the deprecated refresh the OpenAPI still
+// describes (refreshToken): a form with refresh_token and an optional
+// grant_type that can only be refresh_token. Older clients still call it.
+func (s *Server) handleRefreshPut(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeDetail(w, http.StatusBadRequest, detailError{Msg: "invalid form body", Type: "bad_request"})
+		return
+	}
+	if gt := r.PostForm.Get("grant_type"); gt != "" && gt != "refresh_token" {
+		writeDetail(w, http.StatusUnprocessableEntity, invalid([]any{"body", "grant_type"}, "value is not a valid enumeration member; permitted: 'refresh_token'", "type_error.enum"))
+		return
+	}
+	refresh := r.PostForm.Get("refresh_token")
+	if refresh == "" {
+		writeDetail(w, http.StatusUnprocessableEntity, invalid([]any{"body", "refresh_token"}, "field required", "value_error.missing"))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.refreshTok[refresh]
+	if !ok || s.users[name] == nil {
+		unauthorized(w, "Invalid refresh token")
+		return
+	}
+	s.writeTokenLocked(w, s.users[name], s.cfg.tokenLifetime)
+}
+
+// mfaCodePattern is the API's ChallengeResponseRequest.code: 6 digits or a
+// 12-character hexadecimal recovery code.
+var mfaCodePattern = regexp.MustCompile(`^(?:[0-9]{6}|[0-9a-fA-F]{12})$`)
+
 func (s *Server) writeTokenLocked(w http.ResponseWriter, u *user, life time.Duration) {
 	access, refresh := s.issueLocked(u.username, life)
 	writeJSON(w, http.StatusOK, tokenResponse{
@@ -193,11 +240,22 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &body) {
 		return
 	}
+	var errs []detailError
+	if body.Challenge == "" {
+		errs = append(errs, invalid([]any{"body", "challenge"}, "field required", "value_error.missing"))
+	}
+	if !mfaCodePattern.MatchString(body.Code) {
+		errs = append(errs, invalid([]any{"body", "code"}, "the code is 6 digits or a 12-character hexadecimal recovery code", "value_error.str.regex"))
+	}
+	if len(errs) > 0 {
+		writeDetail(w, http.StatusUnprocessableEntity, errs...)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	name, ok := s.challenges[body.Challenge]
 	u := s.users[name]
-	if !ok || u == nil || u.mfaCode != body.Code {
+	if !ok || u == nil || !strings.EqualFold(u.mfaCode, body.Code) { // a recovery code's hex in either case
 		unauthorized(w, "Invalid challenge or code")
 		return
 	}
@@ -220,7 +278,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// wireWebhook is the API's Webhook schema.
+// wireWebhook is the API's Webhook schema. archived_at is null while a webhook
+// is active: the OpenAPI types it as integer only, but Cakemail's guide (and
+// the server) send null, and where the spec is looser than the guides, the
+// guides win.
 type wireWebhook struct {
 	ID              string                   `json:"id"`
 	Status          webhooks.Status          `json:"status"`
@@ -264,9 +325,16 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request, account int)
 	if withCount {
 		pagination["count"] = len(matching)
 	}
+	// Pages past the last are empty. No product of page and per_page is
+	// formed before page is known to be in range: huge values must not overflow.
 	data := []wireWebhook{}
-	if start := (page - 1) * perPage; start < len(matching) {
-		data = matching[start:min(start+perPage, len(matching))]
+	pages := len(matching) / perPage
+	if len(matching)%perPage != 0 {
+		pages++
+	}
+	if page <= pages {
+		start := (page - 1) * perPage
+		data = matching[start : start+min(perPage, len(matching)-start)]
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"pagination": pagination, "data": data})
 }

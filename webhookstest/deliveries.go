@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"time"
 
@@ -31,6 +32,22 @@ func (d Delivery) OK() bool { return d.StatusCode >= 200 && d.StatusCode <= 299 
 
 var errClosed = errors.New("webhookstest: server closed")
 
+// deliveryUserAgent marks deliveries, which the API routes of every fake refuse:
+// a webhook whose URL is a fake's own /_fake/trigger must not trigger again.
+var deliveryUserAgent = "webhookstest/" + webhooks.Version
+
+// redactedURL shows raw without the user name and password it may hold.
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.User != nil {
+		u.User = url.User("xxxxx")
+	}
+	return u.String()
+}
+
 // Trigger sends event to every active webhook of that event, in every account,
 // the way Cakemail does: the API's payload (event, account_id, created_on, data),
 // signed with each webhook's key in base64 in X-Signature. A delivery that fails
@@ -44,7 +61,8 @@ func (s *Server) TriggerAccount(ctx context.Context, accountID int, event webhoo
 	return s.trigger(ctx, accountID, event, data)
 }
 
-// Deliveries returns every delivery made so far, oldest first.
+// Deliveries returns the deliveries made so far, oldest first: the last
+// WithLogLimit of them.
 func (s *Server) Deliveries() []Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -111,8 +129,14 @@ func (s *Server) trigger(ctx context.Context, account int, event webhooks.EventT
 	}
 	wg.Wait()
 	s.mu.Lock()
-	s.deliveries = append(s.deliveries, results...)
+	s.deliveries = appendBounded(s.deliveries, s.cfg.logLimit, results...)
 	s.mu.Unlock()
+	if log := s.cfg.logger; log != nil {
+		for _, d := range results {
+			log.Info("delivery", "event", d.Event, "webhook_id", d.WebhookID, "url", redactedURL(d.URL),
+				"status", d.StatusCode, "attempts", d.Attempts, "error", d.Err)
+		}
+	}
 	return results, nil
 }
 
@@ -138,7 +162,7 @@ func (s *Server) deliver(ctx context.Context, h hook, body []byte) Delivery {
 			return d
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", "webhookstest/"+webhooks.Version)
+		req.Header.Set("User-Agent", deliveryUserAgent)
 		req.Header.Set(webhooks.SignatureHeader, d.Signature)
 		resp, err := s.cfg.deliveryClient.Do(req)
 		if err != nil {

@@ -37,12 +37,26 @@ func (s *Server) addFaults(n int, f fault) {
 // intercept records every API call and applies the pending faults to it.
 func (s *Server) intercept(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.UserAgent() == deliveryUserAgent {
+			// A delivery sent to a fake's own address: answering it, on the
+			// trigger route above all, would deliver again without end.
+			writeDetail(w, http.StatusLoopDetected, detailError{Msg: "a webhookstest delivery cannot call a fake's API", Type: "fake"})
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		if log := s.cfg.logger; log != nil {
+			// The path and query only: the token is in a header, credentials in the body.
+			defer func() {
+				log.Info(r.Method+" "+r.URL.Path, "query", r.URL.RawQuery, "status", sw.status(), "duration", time.Since(start).Round(time.Microsecond))
+			}()
+		}
 		if strings.HasPrefix(r.URL.Path, "/_fake/") {
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(sw, r)
 			return
 		}
 		s.mu.Lock()
-		s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery})
+		s.requests = appendBounded(s.requests, s.cfg.logLimit, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery})
 		var f fault
 		if len(s.faults) > 0 {
 			f = s.faults[0]
@@ -60,9 +74,39 @@ func (s *Server) intercept(next http.Handler) http.Handler {
 			if f.retryAfter > 0 {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
 			}
-			writeDetail(w, f.status, detailError{Msg: "fault injected by webhookstest", Type: "fake"})
+			writeDetail(sw, f.status, detailError{Msg: "fault injected by webhookstest", Type: "fake"})
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(sw, r)
 	})
+}
+
+// statusWriter remembers the status a handler answered, for the log.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }

@@ -16,6 +16,7 @@ package webhookstest
 import (
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -86,7 +87,12 @@ type config struct {
 	deliveryAttempts int
 	deliveryBackoff  time.Duration
 	deliveryClient   *http.Client
+	logLimit         int
+	logger           *slog.Logger
 }
+
+// DefaultLogLimit is how many requests and deliveries a Server remembers.
+const DefaultLogLimit = 10_000
 
 // WithTokenLifetime sets how long access tokens live, one hour by default.
 func WithTokenLifetime(d time.Duration) ServerOption {
@@ -110,12 +116,27 @@ func WithDeliveryClient(hc *http.Client) ServerOption {
 	return func(c *config) { c.deliveryClient = hc }
 }
 
+// WithLogLimit sets how many API requests and how many deliveries Requests and
+// Deliveries remember, DefaultLogLimit by default; past it the oldest are
+// dropped, so a long-running fake keeps a bounded memory.
+func WithLogLimit(n int) ServerOption {
+	return func(c *config) { c.logLimit = max(n, 1) }
+}
+
+// WithLogger logs one line per API request (method, path, status, duration)
+// and one per delivery (event, webhook, URL without its password, status,
+// attempts) at info level; never a header, token, secret or body.
+func WithLogger(l *slog.Logger) ServerOption {
+	return func(c *config) { c.logger = l }
+}
+
 func newServer(opts []ServerOption) *Server {
 	cfg := config{
 		tokenLifetime:    time.Hour,
 		deliveryAttempts: 3,
 		deliveryBackoff:  50 * time.Millisecond,
 		deliveryClient:   &http.Client{Timeout: 5 * time.Second},
+		logLimit:         DefaultLogLimit,
 	}
 	for _, opt := range opts {
 		opt(&cfg)
@@ -195,8 +216,12 @@ func (s *Server) AddAccount(username string) (accountID int) {
 }
 
 // RequireMFA makes the user's password logins answer with an MFA challenge,
-// completed through POST /token/challenge with code.
+// completed through POST /token/challenge with code. It panics if code is not
+// what the API accepts: 6 digits, or a 12-character hexadecimal recovery code.
 func (s *Server) RequireMFA(username, code string) {
+	if !mfaCodePattern.MatchString(code) {
+		panic("webhookstest: RequireMFA: the code must be 6 digits or 12 hexadecimal characters")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if u := s.users[username]; u != nil {
@@ -236,7 +261,8 @@ type Request struct {
 	Query  string
 }
 
-// Requests returns the API calls received so far, oldest first.
+// Requests returns the API calls received so far, oldest first: the last
+// WithLogLimit of them.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -263,6 +289,16 @@ func (h *hook) public() webhooks.Webhook {
 		w.ArchivedAt = time.Unix(h.archivedAt, 0).UTC()
 	}
 	return w
+}
+
+// appendBounded appends item to log and drops the oldest entries past limit.
+func appendBounded[T any](log []T, limit int, items ...T) []T {
+	log = append(log, items...)
+	if over := len(log) - limit; over > 0 {
+		clear(log[:over]) // what they hold can be collected before the array is replaced
+		log = log[over:]
+	}
+	return log
 }
 
 const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
