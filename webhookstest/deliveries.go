@@ -133,8 +133,11 @@ func (s *Server) trigger(ctx context.Context, account int, event webhooks.EventT
 	s.mu.Unlock()
 	if log := s.cfg.logger; log != nil {
 		for _, d := range results {
-			log.Info("delivery", "event", d.Event, "webhook_id", d.WebhookID, "url", redactedURL(d.URL),
-				"status", d.StatusCode, "attempts", d.Attempts, "error", d.Err)
+			attrs := []any{"event", d.Event, "webhook_id", d.WebhookID, "url", redactedURL(d.URL), "status", d.StatusCode, "attempts", d.Attempts}
+			if d.Err != "" {
+				attrs = append(attrs, "error", d.Err)
+			}
+			log.Info("delivery", attrs...)
 		}
 	}
 	return results, nil

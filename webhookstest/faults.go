@@ -48,7 +48,11 @@ func (s *Server) intercept(next http.Handler) http.Handler {
 		if log := s.cfg.logger; log != nil {
 			// The path and query only: the token is in a header, credentials in the body.
 			defer func() {
-				log.Info(r.Method+" "+r.URL.Path, "query", r.URL.RawQuery, "status", sw.status(), "duration", time.Since(start).Round(time.Microsecond))
+				attrs := []any{"status", sw.status(), "duration", time.Since(start).Round(time.Microsecond)}
+				if r.URL.RawQuery != "" {
+					attrs = append([]any{"query", r.URL.RawQuery}, attrs...)
+				}
+				log.Info(r.Method+" "+r.URL.Path, attrs...)
 			}()
 		}
 		if strings.HasPrefix(r.URL.Path, "/_fake/") {

@@ -7,7 +7,9 @@
 // it, plus one test-only route: POST /_fake/trigger with
 // {"event": "Email.Opened", "data": {...}, "account_id": 1} signs and delivers
 // the event to the matching webhooks and answers with the list of deliveries.
-// SIGINT or SIGTERM stops it.
+// It logs one line per API request and per delivery to stderr (-quiet silences
+// them), never a header value, token, password or signing secret. SIGINT or
+// SIGTERM stops it.
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,6 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready ...
 	username := fs.String("user", webhookstest.DefaultUsername, "username (email) of the user to create")
 	password := fs.String("password", webhookstest.DefaultPassword, "that user's password")
 	tokenLifetime := fs.Duration("token-lifetime", time.Hour, "how long access tokens live")
+	quiet := fs.Bool("quiet", false, "do not log each API request and delivery to stderr")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -51,18 +55,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready ...
 		fmt.Fprintln(stderr, "cakemail-fake: -user and -password must not be empty, -token-lifetime must be positive")
 		return 2
 	}
-	srv, err := webhookstest.Listen(*addr, webhookstest.WithTokenLifetime(*tokenLifetime))
+	opts := []webhookstest.ServerOption{webhookstest.WithTokenLifetime(*tokenLifetime)}
+	if !*quiet {
+		opts = append(opts, webhookstest.WithLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{ReplaceAttr: compactLog}))))
+	}
+	srv, err := webhookstest.Listen(*addr, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "cakemail-fake: %v\n", err)
 		return 1
 	}
 	defer srv.Close()
-	accountID := webhookstest.DefaultAccountID
-	if *username != webhookstest.DefaultUsername || *password != webhookstest.DefaultPassword {
-		accountID = srv.AddUser(*username, *password)
-	}
+	// Every user that can log in is named, the built-in one included: a user who
+	// finds it working should not wonder where it came from.
 	fmt.Fprintf(stdout, "Fake Cakemail API listening at %s\n", srv.URL)
-	fmt.Fprintf(stdout, "  user: %s  password: %s  account id: %d\n", *username, *password, accountID)
+	fmt.Fprintln(stdout, "  users that can log in (POST /token, grant_type=password):")
+	if *username != webhookstest.DefaultUsername || *password != webhookstest.DefaultPassword {
+		accountID := srv.AddUser(*username, *password)
+		fmt.Fprintf(stdout, "    user: %s  password: %s  account id: %d\n", *username, *password, accountID)
+	}
+	if *username != webhookstest.DefaultUsername {
+		fmt.Fprintf(stdout, "    user: %s  password: %s  account id: %d  (built in: this local fake's well-known credential, never a real one)\n",
+			webhookstest.DefaultUsername, webhookstest.DefaultPassword, webhookstest.DefaultAccountID)
+	} else if *password == webhookstest.DefaultPassword {
+		fmt.Fprintf(stdout, "    user: %s  password: %s  account id: %d  (built in: this local fake's well-known credential; set your own with -user and -password)\n",
+			webhookstest.DefaultUsername, webhookstest.DefaultPassword, webhookstest.DefaultAccountID)
+	}
+	if *quiet {
+		fmt.Fprintln(stdout, "  requests and deliveries are not logged (-quiet)")
+	} else {
+		fmt.Fprintln(stdout, "  logging one line per API request and per delivery to stderr (-quiet to silence)")
+	}
 	fmt.Fprintf(stdout, "  trigger deliveries: POST %s/_fake/trigger {\"event\": \"Email.Opened\", \"data\": {}}\n", srv.URL)
 	for _, ch := range ready {
 		ch <- srv
@@ -70,4 +92,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready ...
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "Stopping.")
 	return 0
+}
+
+// compactLog drops the level, always info, and keeps the time of day only.
+func compactLog(groups []string, a slog.Attr) slog.Attr {
+	switch {
+	case len(groups) > 0:
+	case a.Key == slog.LevelKey:
+		return slog.Attr{}
+	case a.Key == slog.TimeKey:
+		return slog.String(slog.TimeKey, a.Value.Time().Format("15:04:05.000"))
+	}
+	return a
 }

@@ -56,8 +56,9 @@ func TestServesAnyHTTPClient(t *testing.T) {
 	resp, err := http.PostForm(srv.URL+"/token", url.Values{"grant_type": {"password"}, "username": {"dev@example.com"}, "password": {"s3cret"}})
 	require.NoError(t, err)
 	var tok struct {
-		AccessToken string `json:"access_token"`
-		Accounts    []int  `json:"accounts"`
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+		Accounts     []int  `json:"accounts"`
 	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
 	resp.Body.Close()
@@ -113,7 +114,18 @@ func TestServesAnyHTTPClient(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("did not stop when its context ended")
 	}
-	assert.Empty(t, stderr.String())
+
+	// One line per API request and per delivery, and nothing secret in any.
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	require.Len(t, lines, 5, stderr.String())
+	for i, want := range []string{`msg="POST /token" status=200`, `msg="POST /webhooks" status=201`, `msg=delivery event=Email.Opened`, `msg="POST /_fake/trigger" status=200`, `msg="POST /_fake/trigger" status=422`} {
+		assert.Contains(t, lines[i], want)
+	}
+	hook, ok := srv.Webhook(deliveries[0]["webhook_id"].(string))
+	require.True(t, ok)
+	for _, secret := range []string{tok.AccessToken, tok.RefreshToken, "s3cret", hook.Secret, "Bearer", "application/json"} {
+		assert.NotContains(t, stderr.String(), secret)
+	}
 }
 
 func jsonInt(n int) string {
@@ -134,5 +146,41 @@ func TestBusyPortAndBadFlags(t *testing.T) {
 		var out, errOut syncBuffer
 		assert.Equal(t, 2, run(context.Background(), args, &out, &errOut), "%q", args)
 		assert.NotEmpty(t, errOut.String())
+	}
+}
+
+func TestBannerNamesEveryUserAndQuietSilencesTheLog(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		users []string // "user password" pairs the banner must name
+	}{
+		{[]string{"-user", "dev@example.com", "-password", "s3cret"}, []string{"dev@example.com  password: s3cret", "user@example.com  password: password"}},
+		{nil, []string{"user@example.com  password: password"}},
+		{[]string{"-password", "other"}, []string{"user@example.com  password: other"}},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan *webhookstest.Server, 1)
+		var stdout, stderr syncBuffer
+		exited := make(chan int, 1)
+		go func() {
+			exited <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-quiet"}, tc.args...), &stdout, &stderr, ready)
+		}()
+		srv := <-ready
+		banner := stdout.String()
+		assert.Equal(t, len(tc.users), strings.Count(banner, "user: "), banner)
+		for _, u := range tc.users {
+			assert.Contains(t, banner, "user: "+u, banner)
+			name, pass, _ := strings.Cut(u, "  password: ")
+			resp, err := http.PostForm(srv.URL+"/token", url.Values{"username": {name}, "password": {pass}})
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, 200, resp.StatusCode, "every user the banner names can log in: %s", u)
+		}
+		if strings.Contains(banner, "password: password") {
+			assert.Contains(t, banner, "well-known credential", "the built-in user is said to be a fake's")
+		}
+		cancel()
+		assert.Equal(t, 0, <-exited)
+		assert.Empty(t, stderr.String(), "-quiet: no log lines")
 	}
 }
