@@ -6,39 +6,57 @@
 //
 // Cakemail signs each delivery with HMAC-SHA256 of the raw request body, keyed
 // with the webhook's secret (shown only by [Client.Get]). A [Verifier] checks it;
-// its [Verifier.Middleware] rejects anything unsigned before your handler runs
-// and puts the parsed [Event] in the request context:
+// its [Verifier.Middleware] refuses anything unsigned before your handler runs
+// and puts the parsed [Event] in the request context, and a [Router] sends each
+// event to the handler registered for its type:
 //
-//	v, err := webhooks.NewVerifier([]string{os.Getenv("CAKEMAIL_WEBHOOK_SECRET")})
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	http.Handle("POST /webhooks/cakemail", v.Middleware(http.HandlerFunc(
-//		func(w http.ResponseWriter, r *http.Request) {
-//			event, _ := webhooks.EventFromContext(r.Context())
-//			log.Printf("%s in account %d", event.Type, event.AccountID)
-//		})))
+//	router := webhooks.NewRouter()
+//	router.On(webhooks.EventEmailOpened, func(ctx context.Context, e *webhooks.Event) error {
+//		slog.Info("email opened", "account", e.AccountID)
+//		return nil // only once the effect is stored: nil answers 200
+//	})
+//
+//	http.Handle("POST /webhooks/cakemail", verifier.Middleware(router))
 //
 // Always hash the bytes as received: JSON that was parsed and marshalled again
 // differs from what Cakemail signed and fails verification. Every header form
 // Cakemail documents is accepted: [SignatureHeader] and [LegacySignatureHeader],
 // base64 or hex digests, with or without a "sha256=" prefix. Give NewVerifier
-// the old and the new secret while you rotate one.
+// every secret that may sign a delivery: the secrets of each event's webhook
+// for the URL ([Client.Secrets]), and the old and the new one during a rotation.
+// [WithOnReject] hears why each refused delivery was refused.
+//
+// # Receiving reliably
+//
+// Cakemail forgets a delivery once it gets a 2xx and retries it after an error,
+// so a 2xx must mean the event is safe. [Router.ServeHTTP] answers 200 only
+// when the handler returns nil, and 500 when it fails or panics; a handler
+// returns nil only after its effect is stored durably. Deliveries can arrive
+// twice (after a lost answer, and while a secret rotates) with the same body
+// and no id: deduplicate on a hash of the verified body. For slow work, store
+// the verified body in a durable queue before answering and run the same
+// routes from the queue's worker with [Router.Dispatch]; examples/receiver in
+// the repository does that on River.
 //
 // # Events
 //
 // [ParseEvent] reads both payload shapes Cakemail documents: the API's
 // (created_on in Unix seconds, account_id, user) and the guide's (timestamp in
-// RFC 3339). Event types the SDK does not know are kept as sent. [ParseEventType]
-// accepts canonical names in any case and the lower-case names of Cakemail's
-// CLI documentation, such as "email.spam_complaint".
+// RFC 3339). Event.Type is canonical whatever spelling was sent ("email.opened"
+// is [EventEmailOpened]) and Event.RawType keeps it as sent; event types the SDK
+// does not know are kept as sent. [ParseEventType] accepts canonical names in
+// any case and the lower-case names of Cakemail's CLI documentation, such as
+// "email.spam_complaint". [HandleData] decodes an event's data into your struct.
 //
 // # Managing webhooks
 //
 // A [Client] calls the Cakemail API with an access token or with a username and
-// password, refreshing tokens as they expire. One webhook listens to one event:
-// to send several events to one URL, create one webhook per event. The API has
-// no delete; [Client.Archive] stops deliveries and [Client.Unarchive] resumes them.
+// password, refreshing tokens as they expire. One webhook listens to one event,
+// with its own secret; [Client.Apply] makes the webhooks of one URL match a
+// [Subscription] (a set of events and a rate limit), idempotently, and
+// [Client.Secrets] lists the secrets its receiver needs. The API has no delete;
+// [Client.Archive] stops deliveries and [Client.Unarchive] resumes them. It
+// cannot change a secret either: [Client.Rotate] creates the replacement webhook.
 //
 // # Errors and retries
 //

@@ -158,3 +158,29 @@ func ExampleClient_Rotate() {
 	// 2 secrets to deploy
 	// true
 }
+
+func ExampleRouter_Dispatch() {
+	router := webhooks.NewRouter()
+	router.On(webhooks.EventEmailBounced, func(ctx context.Context, e *webhooks.Event) error {
+		fmt.Println("bounce in account", e.AccountID)
+		return nil
+	})
+
+	// The HTTP side stored each verified body in a durable queue before
+	// answering 2xx; this is the queue's worker.
+	work := func(ctx context.Context, body []byte) error {
+		event, err := webhooks.ParseEvent(body)
+		if err != nil {
+			return err // not an event: retrying cannot help, so discard the job
+		}
+		return router.Dispatch(ctx, event) // an error: let the queue retry the job
+	}
+
+	queue := [][]byte{[]byte(`{"event":"Email.Bounced","account_id":7,"data":{}}`)}
+	for _, body := range queue {
+		if err := work(context.Background(), body); err != nil {
+			log.Fatal(err)
+		}
+	}
+	// Output: bounce in account 7
+}

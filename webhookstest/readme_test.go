@@ -2,24 +2,19 @@ package webhookstest_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/cakemail-go/webhooks"
 	"github.com/cakemail-go/webhooks/webhookstest"
 )
 
-// opened records the accounts of the Email.Opened events newReceiverHandler accepted.
-var opened struct {
-	sync.Mutex
-	accounts []int
-}
-
 // newReceiverHandler stands for the handler a service ships: it verifies with
-// the secrets it is given and routes the events.
+// the secrets it is given, so it answers 200 only to a delivery signed with
+// the webhook's secret, and 401 to anything else.
 func newReceiverHandler(secrets string) http.Handler {
 	verifier, err := webhooks.NewVerifier(strings.Split(secrets, ","))
 	if err != nil {
@@ -27,9 +22,9 @@ func newReceiverHandler(secrets string) http.Handler {
 	}
 	router := webhooks.NewRouter()
 	router.On(webhooks.EventEmailOpened, func(ctx context.Context, e *webhooks.Event) error {
-		opened.Lock()
-		defer opened.Unlock()
-		opened.accounts = append(opened.accounts, e.AccountID)
+		if e.AccountID == 0 {
+			return errors.New("no account in the event")
+		}
 		return nil
 	})
 	return verifier.Middleware(router)
@@ -68,10 +63,5 @@ func TestMyReceiver(t *testing.T) {
 	}
 	if len(deliveries) != 1 || !deliveries[0].OK() {
 		t.Fatalf("deliveries = %+v, want one accepted", deliveries)
-	}
-	opened.Lock()
-	defer opened.Unlock()
-	if len(opened.accounts) != 1 {
-		t.Fatalf("the handler saw %d Email.Opened events, want 1", len(opened.accounts))
 	}
 }
