@@ -280,23 +280,29 @@ func (rc *receiverFor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func mustRead(r *http.Request) []byte {
-	var b strings.Builder
-	_, _ = io.Copy(&b, r.Body)
-	return []byte(b.String())
+	b, _ := io.ReadAll(r.Body)
+	return b
+}
+
+// withReceiver starts a fake Cakemail that delivers once per event, a client
+// of it, and a receiverFor on loopback.
+func withReceiver(t *testing.T) (*webhookstest.Server, *webhooks.Client, *receiverFor, string) {
+	t.Helper()
+	srv := newFake(t, webhookstest.WithDeliveryAttempts(1))
+	rc := &receiverFor{}
+	receiver := httptest.NewServer(rc)
+	t.Cleanup(receiver.Close)
+	return srv, fakeClient(t, srv), rc, receiver.URL
 }
 
 func TestSecretsVerifyEveryEventOfTheURL(t *testing.T) {
-	srv := newFake(t, webhookstest.WithDeliveryAttempts(1))
-	client := fakeClient(t, srv)
+	srv, client, rc, receiverURL := withReceiver(t)
 	ctx := context.Background()
-	rc := &receiverFor{}
-	receiver := httptest.NewServer(rc)
-	defer receiver.Close()
 
 	events := []webhooks.EventType{webhooks.EventEmailOpened, webhooks.EventEmailClicked, webhooks.EventEmailBounced}
-	_, err := client.Apply(ctx, &webhooks.Subscription{URL: receiver.URL, Events: events}, nil)
+	_, err := client.Apply(ctx, &webhooks.Subscription{URL: receiverURL, Events: events}, nil)
 	require.NoError(t, err)
-	secrets, err := client.Secrets(ctx, receiver.URL)
+	secrets, err := client.Secrets(ctx, receiverURL)
 	require.NoError(t, err)
 	require.Len(t, secrets, 3, "one secret per event's webhook")
 	rc.setSecrets(t, secrets)
@@ -317,14 +323,10 @@ func TestSecretsVerifyEveryEventOfTheURL(t *testing.T) {
 }
 
 func TestRotateKeepsDeliveriesVerifiable(t *testing.T) {
-	srv := newFake(t, webhookstest.WithDeliveryAttempts(1))
-	client := fakeClient(t, srv)
+	srv, client, rc, receiverURL := withReceiver(t)
 	ctx := context.Background()
-	rc := &receiverFor{}
-	receiver := httptest.NewServer(rc)
-	defer receiver.Close()
 
-	old, err := client.Create(ctx, &webhooks.CreateParams{Event: webhooks.EventEmailOpened, URL: receiver.URL, RateLimit: 7, RateLimitPeriod: webhooks.PerMinute})
+	old, err := client.Create(ctx, &webhooks.CreateParams{Event: webhooks.EventEmailOpened, URL: receiverURL, RateLimit: 7, RateLimitPeriod: webhooks.PerMinute})
 	require.NoError(t, err)
 	old, err = client.Get(ctx, old.ID)
 	require.NoError(t, err)
@@ -351,7 +353,7 @@ func TestRotateKeepsDeliveriesVerifiable(t *testing.T) {
 	assert.NotEqual(t, d[0].OK(), d[1].OK(), "only the old webhook's delivery verifies before the deploy")
 
 	// Step 2: deploy old,new (what Secrets returns now); every delivery verifies.
-	secrets, err := client.Secrets(ctx, receiver.URL)
+	secrets, err := client.Secrets(ctx, receiverURL)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{old.Secret, replacement.Secret}, secrets)
 	rc.setSecrets(t, secrets)
@@ -362,7 +364,7 @@ func TestRotateKeepsDeliveriesVerifiable(t *testing.T) {
 	// Step 3: archive the old webhook; deploy the new secret alone.
 	_, err = client.Archive(ctx, old.ID)
 	require.NoError(t, err)
-	secrets, err = client.Secrets(ctx, receiver.URL)
+	secrets, err = client.Secrets(ctx, receiverURL)
 	require.NoError(t, err)
 	assert.Equal(t, []string{replacement.Secret}, secrets)
 	rc.setSecrets(t, secrets)
