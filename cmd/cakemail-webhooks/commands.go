@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/cakemail-go/webhooks"
@@ -164,9 +165,13 @@ func runList(ctx context.Context, a *app, c *invocation) error {
 		}
 		return writeJSON(a.stdout, listView{Data: viewsOf(list.Webhooks), Count: count})
 	}
-	footer := fmt.Sprintf("%d webhook(s) in all; page %d.", count, max(list.Page, 1))
+	what := "active webhook(s)"
+	if c.archived {
+		what = "webhook(s), archived included"
+	}
+	footer := fmt.Sprintf("%d %s; page %d.", count, what, max(list.Page, 1))
 	if len(list.Webhooks) == 0 && count > 0 {
-		footer = fmt.Sprintf("%d webhook(s) in all; page %d is past the last one.", count, max(list.Page, 1))
+		footer = fmt.Sprintf("%d %s; page %d is past the last one.", count, what, max(list.Page, 1))
 	}
 	if hidden != "" {
 		footer += " " + hidden
@@ -242,7 +247,7 @@ func runCreate(ctx context.Context, a *app, c *invocation) error {
 		return err
 	}
 	if len(events) > 1 {
-		fmt.Fprintf(a.stderr, "A Cakemail webhook listens to one event: %d events make %d webhooks for %s.\n", len(events), len(events), shownURL(c.url))
+		fmt.Fprintf(a.stderr, "A Cakemail webhook listens to one event: %s gets one webhook per event.\n", shownURL(c.url))
 	}
 	params := webhooks.CreateParams{URL: c.url, RateLimit: c.rateLimit, RateLimitPeriod: webhooks.RateLimitPeriod(c.period)}
 	var shown, created []*webhooks.Webhook
@@ -280,7 +285,7 @@ func runCreate(ctx context.Context, a *app, c *invocation) error {
 		if n := len(shown) - len(created); n > 0 {
 			footer += fmt.Sprintf(", %d already there", n)
 		}
-		werr = writeTable(a.stdout, shown, footer+". Their secrets: cakemail-webhooks secrets -u URL")
+		werr = writeTable(a.stdout, shown, footer+". Their secrets: cakemail-webhooks secrets -u "+shellQuote(c.url))
 	}
 	return errors.Join(createErr, werr)
 }
@@ -295,6 +300,17 @@ func requireURLAndEvents(c *invocation) error {
 		return usagef("-e EVENTS is required")
 	}
 	return nil
+}
+
+// plainShellWord is what a shell reads as one word without quotes.
+var plainShellWord = regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`)
+
+// shellQuote makes s safe to paste into a shell as one word.
+func shellQuote(s string) string {
+	if plainShellWord.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // describe lists webhooks as "id (Event), id (Event)".

@@ -191,7 +191,7 @@ func TestCreateGetUpdateArchiveUnarchive(t *testing.T) {
 		assert.Empty(t, decodeList(t, res.stdout).Data)
 		assert.Contains(t, res.stderr, "1 archived webhook(s) not shown; add --archived to list them")
 		res = c.run("list")
-		assert.Contains(t, res.stdout, "0 webhook(s) in all; page 1. 1 archived webhook(s) not shown; add --archived")
+		assert.Contains(t, res.stdout, "0 active webhook(s); page 1. 1 archived webhook(s) not shown; add --archived")
 		withArchived := decodeList(t, c.run("list", "--archived", "-f", "json").stdout)
 		require.Len(t, withArchived.Data, 1)
 		assert.NotNil(t, withArchived.Data[0].ArchivedAt)
@@ -241,7 +241,9 @@ func TestList(t *testing.T) {
 			assert.True(t, strings.HasPrefix(line, ids[i]), line)
 			assert.True(t, strings.HasPrefix(line[col:], "Email."), "event column at %d in %q", col, line)
 		}
-		assert.Contains(t, lines[4], "3 webhook(s)")
+		assert.Equal(t, "3 active webhook(s); page 1.", lines[4])
+		assert.Contains(t, c.ok("list", "--archived").stdout, "3 webhook(s), archived included; page 1.")
+		assert.Contains(t, c.ok("list", "-p", "9").stdout, "3 active webhook(s); page 9 is past the last one.")
 	})
 }
 

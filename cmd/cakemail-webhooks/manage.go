@@ -53,6 +53,9 @@ func runApply(ctx context.Context, a *app, c *invocation) error {
 	if werr := writeChanges(a, c, changes); werr != nil {
 		return werr
 	}
+	if err == nil && !c.prune && c.format != "json" {
+		a.notePrunable(ctx, client, sub)
+	}
 	if err != nil {
 		return applyFailure(changes, err)
 	}
@@ -118,13 +121,28 @@ func writeChanges(a *app, c *invocation, changes []webhooks.Change) error {
 	case made == 0:
 		footer = "Nothing to change; the account already matches."
 	default:
-		footer = fmt.Sprintf("%d change(s) made, %d webhook(s) unchanged. Their secrets: cakemail-webhooks secrets -u URL", made, unchanged)
-	}
-	if !c.prune && !c.dryRun {
-		footer += " (Webhooks of this URL for other events are kept: --prune archives them.)"
+		footer = fmt.Sprintf("%d change(s) made, %d webhook(s) unchanged. Their secrets: cakemail-webhooks secrets -u %s", made, unchanged, shellQuote(c.url))
 	}
 	_, err := fmt.Fprintln(a.stdout, footer)
 	return err
+}
+
+// notePrunable says which of the URL's webhooks apply kept although their
+// events were not listed, since without --prune it leaves them alone.
+func (a *app) notePrunable(ctx context.Context, client *webhooks.Client, sub *webhooks.Subscription) {
+	plan, err := client.Apply(ctx, sub, &webhooks.ApplyOptions{Prune: true, DryRun: true})
+	if err != nil {
+		return
+	}
+	var kept []string
+	for _, ch := range plan {
+		if ch.Action == webhooks.ActionArchive && ch.Webhook != nil {
+			kept = append(kept, fmt.Sprintf("%s (%s)", ch.Event, ch.Webhook.ID))
+		}
+	}
+	if len(kept) > 0 {
+		fmt.Fprintf(a.stdout, "Kept, although not listed: %s. --prune archives them.\n", strings.Join(kept, ", "))
+	}
 }
 
 // applyFailure says, in the command's words, what apply did and did not do

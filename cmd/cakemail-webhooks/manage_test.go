@@ -42,7 +42,7 @@ func TestApplyTwiceIsOneSet(t *testing.T) {
 	args := []string{"apply", "-u", url, "-e", "email.opened,email.clicked", "-e", "email.bounced", "--rate-limit", "10", "--period", "minute"}
 	res := c.ok(args...)
 	assert.Regexp(t, `Email\.Opened\s+\S+\s+create\s+done`, res.stdout)
-	assert.Contains(t, res.stdout, "3 change(s) made, 0 webhook(s) unchanged.")
+	assert.Contains(t, res.stdout, "3 change(s) made, 0 webhook(s) unchanged. Their secrets: cakemail-webhooks secrets -u https://example.com/hooks\n")
 	hooks := c.stored()
 	require.Len(t, hooks, 3)
 	for _, h := range hooks {
@@ -105,10 +105,12 @@ func TestApplyPrunesOnlyThatURL(t *testing.T) {
 	c.ok("apply", "-u", other, "-e", "email.clicked")
 
 	res := c.ok("apply", "-u", url, "-e", "email.opened")
-	assert.Contains(t, res.stdout, "--prune archives them", "without --prune the others stay, and the command says so")
+	assert.Regexp(t, `Kept, although not listed: Email\.Clicked \(\S+\), Email\.Bounced \(\S+\)\. --prune archives them\.\n$`, res.stdout,
+		"without --prune the others stay, and the command says so")
 	assert.Len(t, decodeList(t, c.ok("list", "-f", "json").stdout).Data, 4)
 
 	res = c.ok("apply", "-u", url, "-e", "email.opened", "--prune")
+	assert.NotContains(t, res.stdout, "Kept")
 	assert.Regexp(t, `Email\.Clicked\s+\S+\s+archive\s+done`, res.stdout)
 	assert.Regexp(t, `Email\.Bounced\s+\S+\s+archive\s+done`, res.stdout)
 	active := decodeList(t, c.ok("list", "-f", "json").stdout).Data

@@ -28,7 +28,7 @@ func TestSeedLines(t *testing.T) {
 	// Create webhook for email events.
 	res := c.ok("webhooks", "create", "-u", "https://api.example.com/webhook", "-e", "email.sent,email.opened,email.clicked", "-n", "Email Events")
 	assert.Contains(t, res.stderr, "warning: -n ignored")
-	assert.Contains(t, res.stdout, "3 webhook(s) created")
+	assert.Contains(t, res.stdout, "3 webhook(s) created. Their secrets: cakemail-webhooks secrets -u https://api.example.com/webhook\n")
 	hooks := c.stored()
 	require.Len(t, hooks, 3)
 	id301 := hooks[0].ID
@@ -56,7 +56,7 @@ func TestSeedLines(t *testing.T) {
 
 	// List, with pagination, as JSON, and the jq filter for active ones.
 	res = c.ok("webhooks", "list")
-	assert.Contains(t, res.stdout, "5 webhook(s) in all; page 1.")
+	assert.Contains(t, res.stdout, "5 active webhook(s); page 1.")
 	res = c.ok("webhooks", "list", "-l", "10", "-p", "1")
 	assert.Len(t, strings.Split(strings.TrimSpace(res.stdout), "\n"), 7)
 	list := decodeList(t, c.ok("webhooks", "list", "-f", "json").stdout)
