@@ -527,14 +527,16 @@ func (c *Client) decode(ctx context.Context, op call, resp *http.Response, out a
 	if out == nil {
 		return nil
 	}
-	tooLarge := fmt.Errorf("%w: %s %s: the answer is over %d bytes (WithMaxResponseBytes)", ErrResponseTooLarge, op.method, op.path, c.maxBody)
+	tooLarge := func() error {
+		return fmt.Errorf("%w: %s %s: the answer is over %d bytes (WithMaxResponseBytes)", ErrResponseTooLarge, op.method, op.path, c.maxBody)
+	}
 	if resp.ContentLength > c.maxBody {
-		return tooLarge
+		return tooLarge()
 	}
 	body := &cappedReader{r: resp.Body, left: c.maxBody}
 	if err := json.NewDecoder(body).Decode(out); err != nil {
 		if body.exceeded {
-			return tooLarge
+			return tooLarge()
 		}
 		return fmt.Errorf("webhooks: %s %s: decoding the response: %w", op.method, op.path, c.explainTimeout(ctx, err))
 	}
