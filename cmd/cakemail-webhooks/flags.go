@@ -198,6 +198,25 @@ func (c *invocation) noArgs() error {
 	return nil
 }
 
+// metavar names a flag's value in help: what to type, not the flag again.
+func metavar(long string) string {
+	switch long {
+	case "url", "forward-to":
+		return "URL"
+	case "addr":
+		return "HOST:PORT"
+	case "data":
+		return "JSON"
+	case "format":
+		return "table|json"
+	case "shape":
+		return "api|guide"
+	case "period":
+		return "second|minute"
+	}
+	return strings.ToUpper(long)
+}
+
 func printCommandUsage(w io.Writer, c *invocation) {
 	cmd := c.cmd
 	usage := "cakemail-webhooks " + cmd.name + " [flags]"
@@ -216,7 +235,7 @@ func printCommandUsage(w io.Writer, c *invocation) {
 		}
 		switch d.kind {
 		case kindString, kindList:
-			names += " " + strings.ToUpper(strings.ReplaceAll(d.long, "-", "_"))
+			names += " " + metavar(d.long)
 		case kindInt:
 			names += " N"
 		}

@@ -204,7 +204,7 @@ func (a *app) printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Run cakemail-webhooks help <command> for its flags. Every command takes -f table|json,")
 	fmt.Fprintln(w, "-v (--debug: one stderr line per HTTP exchange) and -h.")
 	fmt.Fprintln(w, "Credentials: CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD;")
-	fmt.Fprintln(w, "optional CAKEMAIL_BASE_URL, CAKEMAIL_ACCOUNT_ID. trigger, listen, verify and events need none.")
+	fmt.Fprintln(w, "optional CAKEMAIL_BASE_URL, CAKEMAIL_ACCOUNT_ID. trigger, listen, verify, events and version need none.")
 	fmt.Fprintln(w, "Webhooks cannot be deleted through the API: archive them.")
 }
 

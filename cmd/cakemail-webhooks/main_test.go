@@ -471,12 +471,12 @@ func TestHelp(t *testing.T) {
 		for _, args := range [][]string{{cmd.name, "-h"}, {cmd.name, "--help"}, {"help", cmd.name}, {"help", "webhooks", cmd.name}, {"webhooks", cmd.name, "-h"}} {
 			res := c.ok(args...)
 			assert.Contains(t, res.stdout, "Usage: cakemail-webhooks "+cmd.name, args)
-			assert.Contains(t, res.stdout, "-f, --format FORMAT", args)
+			assert.Contains(t, res.stdout, "-f, --format table|json", args)
 			assert.Contains(t, res.stdout, "-v, --debug", args)
 		}
 	}
 	res := c.ok("help", "create")
-	for _, flag := range []string{"-u, --url URL", "-e, --events EVENTS", "--rate-limit N", "--period PERIOD", "-n, --name NAME", "-s, --secret SECRET"} {
+	for _, flag := range []string{"-u, --url URL", "-e, --events EVENTS", "--rate-limit N", "--period second|minute", "-n, --name NAME", "-s, --secret SECRET"} {
 		assert.Contains(t, res.stdout, flag)
 	}
 	assert.Contains(t, res.stdout, "already delivers an event to the URL is reported")
