@@ -96,7 +96,7 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) e
 func serve[TTx any](ctx context.Context, db *store[TTx], v *webhooks.Verifier, router *webhooks.Router, port string, logger *slog.Logger) error {
 	rc, err := newReceiver(ctx, db, router, logger)
 	if err != nil {
-		return err
+		return stoppedEarly(ctx, err)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", port))
 	if err != nil {
@@ -104,7 +104,7 @@ func serve[TTx any](ctx context.Context, db *store[TTx], v *webhooks.Verifier, r
 	}
 	if err := rc.start(ctx); err != nil {
 		ln.Close()
-		return err
+		return stoppedEarly(ctx, err)
 	}
 	srv := &http.Server{
 		Handler:           rc.routes(v),
@@ -135,6 +135,15 @@ func serve[TTx any](ctx context.Context, db *store[TTx], v *webhooks.Verifier, r
 	}
 	if err == nil {
 		logger.Info("stopped")
+	}
+	return err
+}
+
+// stoppedEarly treats a signal during start-up as a clean stop: nothing was
+// acknowledged yet, so there is nothing to finish.
+func stoppedEarly(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
 	}
 	return err
 }

@@ -31,7 +31,7 @@ const (
 	// jobTimeout bounds one handler run.
 	jobTimeout = time.Minute
 	// workers is how many deliveries one process handles at once.
-	workers = 10
+	workers = 20
 	// maxBatch caps how many waiting deliveries share one commit.
 	maxBatch = 256
 	// insertTimeout bounds one commit; past it Cakemail is asked to retry.
@@ -92,8 +92,8 @@ func newReceiver[TTx any](ctx context.Context, db *store[TTx], router *webhooks.
 		CancelledJobRetentionPeriod: deadLetterRetention,
 		// New jobs are found by notification; these only bound the wait
 		// when one is missed, and keep fetches from crowding out inserts.
-		FetchCooldown:     20 * time.Millisecond,
-		FetchPollInterval: 250 * time.Millisecond,
+		FetchCooldown:     10 * time.Millisecond,
+		FetchPollInterval: 100 * time.Millisecond,
 	}
 	for _, fn := range configure {
 		fn(config)
