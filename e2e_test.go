@@ -206,6 +206,33 @@ func TestEndToEndRetriesAndCreateOnce(t *testing.T) {
 	assert.ErrorIs(t, err, webhooks.ErrServer, "after the last try, the last response's error")
 }
 
+// TestEndToEndTimeoutIsPerAttempt stalls the fake: a stalled read is cut off
+// and tried again, a stalled create is cut off and not repeated.
+func TestEndToEndTimeoutIsPerAttempt(t *testing.T) {
+	srv := newFake(t)
+	client := fakeClient(t, srv, webhooks.WithTimeout(200*time.Millisecond))
+	ctx := context.Background()
+	hook, err := client.Create(ctx, &webhooks.CreateParams{Event: webhooks.EventEmailClicked, URL: "https://example.com/hooks"})
+	require.NoError(t, err)
+
+	srv.DelayNext(1, 5*time.Second)
+	got, err := client.Get(ctx, hook.ID)
+	require.NoError(t, err, "the stalled attempt times out; the retry answers")
+	assert.Equal(t, hook.ID, got.ID)
+
+	srv.DelayNext(1, 5*time.Second)
+	_, err = client.Create(ctx, &webhooks.CreateParams{Event: webhooks.EventEmailClicked, URL: "https://example.com/other"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "(WithTimeout)")
+	creates := 0
+	for _, r := range srv.Requests() {
+		if r.Method == "POST" && r.Path == "/webhooks" {
+			creates++
+		}
+	}
+	assert.Equal(t, 2, creates, "the timed-out create was sent once")
+}
+
 func TestEndToEndTokensAreRenewed(t *testing.T) {
 	srv := newFake(t)
 	client := fakeClient(t, srv)

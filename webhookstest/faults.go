@@ -72,6 +72,8 @@ func (s *Server) intercept(next http.Handler) http.Handler {
 			case <-time.After(f.delay):
 			case <-r.Context().Done():
 				return
+			case <-s.closed: // Close waits for handlers: do not make it wait out the delay
+				return
 			}
 		}
 		if f.status != 0 {
