@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 func TestListenStopsOnSignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
 			cmd := exec.Command(os.Args[0], "listen", "-s", "signal-test-secret", "--addr", "127.0.0.1:0")
 			cmd.Env = append(os.Environ(), runMainEnv+"=1")
 			stderr, err := cmd.StderrPipe()
