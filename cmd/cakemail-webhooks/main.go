@@ -64,6 +64,7 @@ type app struct {
 
 	debug  bool // -v before the command
 	errOut *redactingWriter
+	apiLog *debugTransport // the API client's exchanges, once one is made
 }
 
 // usageError is a mistake in the command line: exit code 2.
@@ -174,7 +175,13 @@ func (a *app) report(name string, err error) int {
 		fmt.Fprintf(a.stderr, "cakemail-webhooks: %s: %s\n", name, message(err))
 		return exitUsage
 	default:
-		fmt.Fprintf(a.stderr, "cakemail-webhooks: %s: %s\n", name, message(err))
+		msg := message(err)
+		if a.apiLog != nil && a.apiLog.w == nil {
+			if n, over := a.apiLog.retried(); n > 0 {
+				msg += fmt.Sprintf(" (after %d retries over %s; -v shows each exchange)", n, over.Round(100*time.Millisecond))
+			}
+		}
+		fmt.Fprintf(a.stderr, "cakemail-webhooks: %s: %s\n", name, msg)
 		return exitFailure
 	}
 }
@@ -290,9 +297,12 @@ func (a *app) client(c *invocation) (*webhooks.Client, error) {
 	if transport == nil {
 		transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
+	var log io.Writer
 	if c.debug {
-		transport = newDebugTransport(transport, a.stderr)
+		log = a.stderr
 	}
+	a.apiLog = newDebugTransport(transport, log)
+	transport = a.apiLog
 	opts = append(opts, webhooks.WithHTTPClient(&http.Client{Transport: transport}))
 	client, err := webhooks.NewClient(append(opts, a.clientOptions...)...)
 	if err != nil && strings.Contains(err.Error(), "WithBaseURL") {

@@ -295,6 +295,7 @@ func TestCreateIsSentOnceAfterServerError(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, posts, "a create that may have reached the server is not retried")
+	assert.NotContains(t, res.stderr, "retries")
 }
 
 func TestReadsRetryThroughUnavailable(t *testing.T) {

@@ -247,6 +247,12 @@ func TestDebugLines(t *testing.T) {
 		assert.Equal(t, string(rune('0'+i)), g[5])
 	}
 	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.NotContains(t, res.stderr, "retries over", "-v already showed them")
+
+	// Without -v, the failure says it was retried, and how to see more.
+	res = c.run("list")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Regexp(t, `connection refused \(after 3 retries over [0-9.]+m?s; -v shows each exchange\)\n$`, res.stderr)
 }
 
 func TestURLPasswordsStayOffStderr(t *testing.T) {
