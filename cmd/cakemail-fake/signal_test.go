@@ -4,8 +4,8 @@ package main
 
 import (
 	"bufio"
+	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,25 +15,27 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestStopsCleanlyOnSignals builds the command and stops it the way a shell or
-// a container runtime does.
-func TestStopsCleanlyOnSignals(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the command")
-	}
-	bin := filepath.Join(t.TempDir(), "cakemail-fake")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		// Without it, a cold cache compiles the standard library a second time.
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, string(out))
+// runMainEnv makes the test binary run the command itself, so that a test can
+// signal a real process without building another binary (a cold build cache
+// would otherwise compile the standard library a second time).
+const runMainEnv = "CAKEMAIL_FAKE_TEST_RUN_MAIN"
 
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Args = append([]string{"cakemail-fake"}, os.Args[1:]...)
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestStopsCleanlyOnSignals runs the command as a process and stops it the way
+// a shell or a container runtime does.
+func TestStopsCleanlyOnSignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
+			cmd := exec.Command(os.Args[0], "-addr", "127.0.0.1:0")
+			cmd.Env = append(os.Environ(), runMainEnv+"=1")
 			stdout, err := cmd.StdoutPipe()
 			require.NoError(t, err)
 			require.NoError(t, cmd.Start())
@@ -57,7 +59,7 @@ func TestStopsCleanlyOnSignals(t *testing.T) {
 			case err := <-exited:
 				assert.NoError(t, err, "exit status 0")
 			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
+				cmd.Process.Kill() // only the process this test started
 				t.Fatal("still running 10 s after the signal")
 			}
 			assert.Equal(t, []string{"Stopping."}, rest)
