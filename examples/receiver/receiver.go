@@ -30,8 +30,6 @@ const (
 	maxAttempts = 25
 	// jobTimeout bounds one handler run.
 	jobTimeout = time.Minute
-	// workers is how many deliveries one process handles at once.
-	workers = 20
 	// maxBatch caps how many waiting deliveries share one commit.
 	maxBatch = 256
 	// insertTimeout bounds one commit; past it Cakemail is asked to retry.
@@ -83,7 +81,7 @@ func newReceiver[TTx any](ctx context.Context, db *store[TTx], router *webhooks.
 	config := &river.Config{
 		ID:                          rc.clientID,
 		Logger:                      slog.New(minLevel{logger.Handler(), slog.LevelWarn}).With("component", "river"),
-		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: workers}},
+		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: db.workers}},
 		Workers:                     registry,
 		MaxAttempts:                 maxAttempts,
 		JobTimeout:                  jobTimeout,
@@ -92,7 +90,7 @@ func newReceiver[TTx any](ctx context.Context, db *store[TTx], router *webhooks.
 		CancelledJobRetentionPeriod: deadLetterRetention,
 		// New jobs are found by notification; these only bound the wait
 		// when one is missed, and keep fetches from crowding out inserts.
-		FetchCooldown:     10 * time.Millisecond,
+		FetchCooldown:     50 * time.Millisecond,
 		FetchPollInterval: 100 * time.Millisecond,
 	}
 	for _, fn := range configure {

@@ -42,7 +42,8 @@ func (deliveryArgs) InsertOpts() river.InsertOpts {
 }
 
 // Tx is the transaction a handler writes its effects in. It commits together
-// with the job's completion: both happen, or neither does.
+// with the job's completion: both happen, or neither does. It begins at the
+// first Exec: do slow work before writing, not after.
 type Tx interface {
 	// Exec runs a statement with $1-style placeholders and reports the rows it changed.
 	Exec(ctx context.Context, query string, args ...any) (int64, error)
@@ -63,14 +64,50 @@ func DeliveryFromContext(ctx context.Context) (*Delivery, bool) {
 	return d, ok
 }
 
-// storeTx adapts a store transaction to Tx.
-type storeTx[TTx any] struct {
-	db *store[TTx]
-	tx TTx
+// lazyTx begins the transaction at its first statement, so a handler's slow
+// work before it writes (a call to another service) holds no database lock:
+// on SQLite, a held write lock would hold up every acknowledgement.
+type lazyTx[TTx any] struct {
+	db      *store[TTx]
+	job     *river.Job[deliveryArgs]
+	tx      TTx
+	started bool
 }
 
-func (t storeTx[TTx]) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+func (t *lazyTx[TTx]) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	if err := t.begin(ctx); err != nil {
+		return 0, err
+	}
 	return t.db.exec(ctx, t.tx, query, args...)
+}
+
+// begin starts the transaction and runs the store's ownership check.
+func (t *lazyTx[TTx]) begin(ctx context.Context) error {
+	if t.started {
+		return nil
+	}
+	tx, err := t.db.begin(ctx)
+	if err != nil {
+		return err
+	}
+	t.tx, t.started = tx, true
+	if t.db.ownerCheck == "" {
+		return nil
+	}
+	n, err := t.db.exec(ctx, tx, t.db.ownerCheck, t.job.ID, t.job.Attempt)
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return errNotOwner
+	}
+	return nil
+}
+
+func (t *lazyTx[TTx]) rollback(ctx context.Context) {
+	if t.started {
+		t.db.rollback(ctx, t.tx) //nolint:errcheck // a no-op after commit
+	}
 }
 
 // errNotOwner means the job is no longer this attempt's: it was handed to
@@ -94,35 +131,23 @@ func (w *deliveryWorker[TTx]) Work(ctx context.Context, job *river.Job[deliveryA
 		// It was verified and parsed once already; retrying cannot help.
 		return river.JobCancel(fmt.Errorf("delivery no longer parses: %w", err))
 	}
-	tx, err := w.db.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer w.db.rollback(ctx, tx) //nolint:errcheck // a no-op after commit
-
-	// Lock the job row and check it is still this attempt's, so two
-	// processes can never both commit an effect for one delivery.
-	n, err := w.db.exec(ctx, tx, `UPDATE river_job SET state = state
-		WHERE id = $1 AND state = 'running' AND attempt = $2`, job.ID, job.Attempt)
-	if err != nil {
-		return err
-	}
-	if n != 1 {
-		return errNotOwner
-	}
-
+	tx := &lazyTx[TTx]{db: w.db, job: job}
+	defer tx.rollback(context.WithoutCancel(ctx))
 	ctx = context.WithValue(ctx, deliveryKey{}, &Delivery{
-		Tx:         storeTx[TTx]{db: w.db, tx: tx},
+		Tx:         tx,
 		BodySHA256: job.Args.BodySHA256,
 		Attempt:    job.Attempt,
 	})
 	if err := w.router.Dispatch(ctx, event); err != nil {
 		return err
 	}
-	if _, err := river.JobCompleteTx[riverdriver.Driver[TTx]](ctx, tx, job); err != nil {
+	if err := tx.begin(ctx); err != nil {
 		return err
 	}
-	return w.db.commit(ctx, tx)
+	if _, err := river.JobCompleteTx[riverdriver.Driver[TTx]](ctx, tx.tx, job); err != nil {
+		return err
+	}
+	return w.db.commit(ctx, tx.tx)
 }
 
 // Timeout bounds one handler run; River retries a job that overruns it.
