@@ -40,6 +40,7 @@ const (
 )
 
 func TestChaosSQLite(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "receiver.db")
 	runChaos(t, "sqlite://"+path, 1, func(ctx context.Context) (map[string]int, error) {
@@ -67,6 +68,7 @@ func TestChaosSQLite(t *testing.T) {
 }
 
 func TestChaosPostgresTwoReplicas(t *testing.T) {
+	t.Parallel()
 	url := postgresURL(t)
 	runChaos(t, url, 2, func(ctx context.Context) (map[string]int, error) {
 		conn, err := pgx.Connect(ctx, url)

@@ -150,6 +150,7 @@ func onBothDatabases(t *testing.T, sqlite func(*testing.T), postgres func(*testi
 const countProcessed = `SELECT count(*) FROM processed_events WHERE body_sha256 = $1`
 
 func TestDeliveryIsAcknowledgedAfterCommitAndProcessedOnce(t *testing.T) {
+	t.Parallel()
 	onBothDatabases(t,
 		func(t *testing.T) { testProcessedOnce(t, openSQLite(t)) },
 		func(t *testing.T) { testProcessedOnce(t, openPostgres(t)) })
@@ -176,6 +177,7 @@ func testProcessedOnce[TTx any](t *testing.T, db *store[TTx]) {
 }
 
 func TestDuplicateIsRememberedAcrossRestarts(t *testing.T) {
+	t.Parallel()
 	onBothDatabases(t,
 		func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "receiver.db")
@@ -216,6 +218,7 @@ func testDuplicateAcrossRestart[TTx any](t *testing.T, open func() *store[TTx]) 
 }
 
 func TestSameBodyAtOnceIsOneJob(t *testing.T) {
+	t.Parallel()
 	onBothDatabases(t,
 		func(t *testing.T) { testSameBodyAtOnce(t, openSQLite(t)) },
 		func(t *testing.T) { testSameBodyAtOnce(t, openPostgres(t)) })
@@ -243,6 +246,7 @@ func testSameBodyAtOnce[TTx any](t *testing.T, db *store[TTx]) {
 }
 
 func TestRefusedDeliveryIsLoggedWithItsReason(t *testing.T) {
+	t.Parallel()
 	tr := startReceiver(t, openSQLite(t), nil)
 	body := payload("Email.Opened", "e@example.com")
 	assert.Equal(t, http.StatusUnauthorized, tr.post(body, "not-the-secret"))
@@ -259,6 +263,7 @@ func TestRefusedDeliveryIsLoggedWithItsReason(t *testing.T) {
 }
 
 func TestFailingHandlerIsRetriedThenKeptForAnOperator(t *testing.T) {
+	t.Parallel()
 	onBothDatabases(t,
 		func(t *testing.T) { testRetriedThenKept(t, openSQLite(t)) },
 		func(t *testing.T) { testRetriedThenKept(t, openPostgres(t)) })
@@ -307,6 +312,7 @@ func testRetriedThenKept[TTx any](t *testing.T, db *store[TTx]) {
 }
 
 func TestPanickingHandlerIsRetriedNotACrash(t *testing.T) {
+	t.Parallel()
 	var runs atomic.Int32
 	router := webhooks.NewRouter()
 	router.OnUnhandled(func(ctx context.Context, e *webhooks.Event) error {
@@ -323,6 +329,7 @@ func TestPanickingHandlerIsRetriedNotACrash(t *testing.T) {
 }
 
 func TestHealthzChecksTheDatabase(t *testing.T) {
+	t.Parallel()
 	db := openSQLite(t)
 	tr := startReceiver(t, db, nil)
 	w := httptest.NewRecorder()
@@ -341,12 +348,14 @@ func TestHealthzChecksTheDatabase(t *testing.T) {
 }
 
 func TestDeliveryDuringShutdownIsRefusedForRetry(t *testing.T) {
+	t.Parallel()
 	tr := startReceiver(t, openSQLite(t), nil)
 	tr.rc.stopAccepting()
 	assert.Equal(t, http.StatusServiceUnavailable, tr.post(payload("Email.Opened", "late@example.com"), testSecret))
 }
 
 func TestDeliveryFromFakeCakemail(t *testing.T) {
+	t.Parallel()
 	fake := webhookstest.NewServer()
 	defer fake.Close()
 	ctx := context.Background()
@@ -390,6 +399,7 @@ func TestDeliveryFromFakeCakemail(t *testing.T) {
 }
 
 func TestParseDatabaseURL(t *testing.T) {
+	t.Parallel()
 	for raw, want := range map[string]databaseTarget{
 		"":                                      {sqlitePath: "receiver.db"},
 		"sqlite:///var/lib/rcv/events.db":       {sqlitePath: "/var/lib/rcv/events.db"},
@@ -409,6 +419,7 @@ func TestParseDatabaseURL(t *testing.T) {
 }
 
 func TestRunRefusesBadConfiguration(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for name, env := range map[string]map[string]string{
 		"no secret":  {},
@@ -428,6 +439,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 }
 
 func TestSplitSecrets(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, []string{"old", "new"}, splitSecrets(" old , ,new "))
 	assert.Empty(t, splitSecrets(" , "))
 }

@@ -36,6 +36,10 @@ type store[TTx any] struct {
 	// processes can never both commit an effect for one delivery. Empty
 	// where that cannot happen.
 	ownerCheck string
+	// writeSlots, when set, lets only that many job transactions wait for
+	// the database at once, so an acknowledgement never queues behind every
+	// worker at the same time.
+	writeSlots chan struct{}
 
 	begin    func(ctx context.Context) (TTx, error)
 	commit   func(ctx context.Context, tx TTx) error
@@ -259,6 +263,11 @@ func newPostgresStore(ctx context.Context, rawURL string) (*store[pgx.Tx], error
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		return nil, errors.New("DATABASE_URL: not a valid postgres:// URL")
+	}
+	const workers = 20
+	if !strings.Contains(rawURL, "pool_max_conns") {
+		// A connection for each worker, and some for acknowledgements.
+		cfg.MaxConns = workers + 8
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

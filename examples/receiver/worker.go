@@ -72,6 +72,7 @@ type lazyTx[TTx any] struct {
 	job     *river.Job[deliveryArgs]
 	tx      TTx
 	started bool
+	slot    bool // holds one of db.writeSlots
 }
 
 func (t *lazyTx[TTx]) Exec(ctx context.Context, query string, args ...any) (int64, error) {
@@ -85,6 +86,14 @@ func (t *lazyTx[TTx]) Exec(ctx context.Context, query string, args ...any) (int6
 func (t *lazyTx[TTx]) begin(ctx context.Context) error {
 	if t.started {
 		return nil
+	}
+	if t.db.writeSlots != nil && !t.slot {
+		select {
+		case t.db.writeSlots <- struct{}{}:
+			t.slot = true
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	tx, err := t.db.begin(ctx)
 	if err != nil {
@@ -107,6 +116,9 @@ func (t *lazyTx[TTx]) begin(ctx context.Context) error {
 func (t *lazyTx[TTx]) rollback(ctx context.Context) {
 	if t.started {
 		t.db.rollback(ctx, t.tx) //nolint:errcheck // a no-op after commit
+	}
+	if t.slot {
+		<-t.db.writeSlots
 	}
 }
 
