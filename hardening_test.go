@@ -415,6 +415,7 @@ func TestNoVerbShowsAClientsCredentials(t *testing.T) {
 		assertHidden(t, printedEveryWay(v), secrets, name)
 	}
 	assert.Equal(t, fmt.Sprint(c), fmt.Sprintf("%s", *c), "a Client prints as a *Client does")
+	assert.Equal(t, "webhooks.Client{baseURL: , accountID: 0, auth: none}", fmt.Sprint(webhooks.Client{}), "a zero Client prints without panicking")
 	def, err := webhooks.NewClient(webhooks.WithCredentials("me@example.com", testPassword))
 	require.NoError(t, err)
 	assert.Equal(t, "webhooks.Client{baseURL: https://api.cakemail.dev, accountID: 0, auth: credentials}", fmt.Sprint(def))
