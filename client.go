@@ -36,7 +36,7 @@ type Client struct {
 	logger     *slog.Logger
 	http       *retryablehttp.Client
 	auth       *tokenSource
-	timeout    time.Duration // per attempt, for error messages
+	timeout    string        // the per-attempt limit and where it is set, for error messages
 	maxBody    int64         // of a successful response
 }
 
@@ -229,8 +229,11 @@ func NewClient(opts ...Option) (*Client, error) {
 	} else {
 		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
-	if hc.Timeout <= 0 || cfg.timeout < hc.Timeout {
+	timeout := fmt.Sprintf("%s (WithTimeout)", cfg.timeout)
+	if hc.Timeout <= 0 || cfg.timeout <= hc.Timeout {
 		hc.Timeout = cfg.timeout
+	} else {
+		timeout = fmt.Sprintf("%s (the Timeout of the WithHTTPClient client)", hc.Timeout)
 	}
 	rc := &retryablehttp.Client{
 		HTTPClient:   hc,
@@ -248,7 +251,7 @@ func NewClient(opts ...Option) (*Client, error) {
 		userAgent: cfg.userAgent,
 		logger:    cfg.logger,
 		http:      rc,
-		timeout:   hc.Timeout,
+		timeout:   timeout,
 		maxBody:   cfg.maxResponseBytes,
 	}
 	c.auth = &tokenSource{client: c, access: newCredential(cfg.accessToken), username: cfg.username, password: newCredential(cfg.password)}
@@ -514,7 +517,7 @@ func (c *Client) send(ctx context.Context, method, target string, payload []byte
 func (c *Client) explainTimeout(ctx context.Context, err error) error {
 	var netErr net.Error
 	if ctx.Err() == nil && errors.As(err, &netErr) && netErr.Timeout() {
-		return fmt.Errorf("no complete answer within %s (WithTimeout): %w", c.timeout, err)
+		return fmt.Errorf("no complete answer within %s: %w", c.timeout, err)
 	}
 	return err
 }

@@ -182,6 +182,7 @@ func TestTimeoutAndTheCallersHTTPClientTimeoutBothApply(t *testing.T) {
 	_, err := c.Get(context.Background(), "a")
 	require.Error(t, err)
 	assert.Less(t, time.Since(start), 10*time.Second, "the caller's shorter timeout applies")
+	assert.Contains(t, err.Error(), "within 100ms (the Timeout of the WithHTTPClient client)")
 
 	own = &http.Client{Timeout: time.Hour}
 	c = fastClient(t, s, webhooks.WithHTTPClient(own), webhooks.WithTimeout(100*time.Millisecond), webhooks.WithRetryMax(0))
@@ -190,6 +191,7 @@ func TestTimeoutAndTheCallersHTTPClientTimeoutBothApply(t *testing.T) {
 	require.Error(t, err)
 	assert.Less(t, time.Since(start), 10*time.Second, "WithTimeout applies over a longer client timeout")
 	assert.Equal(t, time.Hour, own.Timeout, "the caller's client is not modified")
+	assert.Contains(t, err.Error(), "within 100ms (WithTimeout)")
 }
 
 // listOf returns a GET /webhooks body of about n bytes.
