@@ -36,8 +36,8 @@ type Client struct {
 	logger     *slog.Logger
 	http       *retryablehttp.Client
 	auth       *tokenSource
-	timeout    string        // the per-attempt limit and where it is set, for error messages
-	maxBody    int64         // of a successful response
+	timeout    string // the per-attempt limit and where it is set, for error messages
+	maxBody    int64  // of a successful response
 }
 
 // Option configures a Client.
