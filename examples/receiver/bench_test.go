@@ -98,7 +98,7 @@ func BenchmarkAcknowledgeLatencyAt200PerSecond(b *testing.B) {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 type benchTarget struct {
-	name  string
+	name string
 	// serve returns the webhook URL and a count of processed deliveries.
 	serve func(b *testing.B) (string, func() int64)
 }
