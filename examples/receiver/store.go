@@ -98,7 +98,7 @@ func parseDatabaseURL(raw string) (databaseTarget, error) {
 		if u, err := url.Parse(raw); err == nil && u.Scheme != "" && strings.HasPrefix(raw, u.Scheme+"://") {
 			return databaseTarget{}, fmt.Errorf("DATABASE_URL: unsupported scheme %q: want sqlite:// or postgres://", u.Scheme)
 		}
-		return databaseTarget{}, errors.New("DATABASE_URL: want sqlite:///path/to/file.db or postgres://...")
+		return databaseTarget{}, errors.New("DATABASE_URL: want sqlite:///path/to/file.db or a postgres:// URL")
 	}
 }
 
