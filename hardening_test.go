@@ -502,3 +502,37 @@ func secretAs(verb, s string) string {
 	}
 	return s
 }
+
+// TestDebugLogsAsTheREADMESays checks the README's account of WithLogger's lines.
+func TestDebugLogsAsTheREADMESays(t *testing.T) {
+	ts := newTokenServer(t)
+	var failed atomic.Bool
+	ts.mux.HandleFunc("GET /webhooks", func(w http.ResponseWriter, r *http.Request) {
+		if failed.CompareAndSwap(false, true) {
+			respond(w, 503, map[string]any{"detail": "busy"})
+			return
+		}
+		respond(w, 200, map[string]any{"pagination": map[string]any{}, "data": []any{}})
+	})
+	var logs bytes.Buffer
+	c := credentialsClient(t, ts, webhooks.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+		webhooks.WithRetryWait(time.Millisecond, time.Millisecond))
+	ctx := context.Background()
+	_, err := c.Get(ctx, "a")
+	require.NoError(t, err)
+	ts.expireAll()
+	_, err = c.Get(ctx, "a") // a 401, then a refresh
+	require.NoError(t, err)
+	_, err = c.ForAccount(3).List(ctx, &webhooks.ListOptions{Page: 2})
+	require.NoError(t, err)
+
+	text := logs.String()
+	assert.Contains(t, text, "method=GET url="+ts.URL+"/webhooks/a")
+	assert.Contains(t, text, ts.URL+"/webhooks?account_id=3&page=2 (status: 503)", "the status of a retried attempt")
+	assert.Contains(t, text, "grant_type=password")
+	assert.Contains(t, text, "grant_type=refresh_token")
+	assertHidden(t, text, []string{testPassword, "access-1", "access-2", "refresh-1", "refresh-2"}, "debug logs")
+	for _, never := range []string{"Authorization", "Bearer", "User-Agent", "Content-Type", "busy", "pagination"} {
+		assert.NotContains(t, text, never, "no header or body")
+	}
+}
