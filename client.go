@@ -235,13 +235,17 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	rc := &retryablehttp.Client{
 		HTTPClient:   hc,
-		Logger:       slogAdapter{cfg.logger}, // never nil: retryablehttp's default logger writes to stderr
 		RetryWaitMin: cfg.retryWaitMin,
 		RetryWaitMax: cfg.retryWaitMax,
 		RetryMax:     cfg.retryMax,
 		CheckRetry:   checkRetry,
 		Backoff:      backoff,
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	// A nil Logger in a Client built by hand (not by retryablehttp.NewClient,
+	// whose default writes to stderr) logs nothing and costs nothing per request.
+	if _, silent := cfg.logger.Handler().(discardHandler); !silent {
+		rc.Logger = slogAdapter{cfg.logger}
 	}
 	c := &Client{
 		baseURL:   cfg.baseURL,
@@ -528,10 +532,16 @@ func drain(resp *http.Response) {
 // name the method and URL, never headers.
 type slogAdapter struct{ l *slog.Logger }
 
-func (a slogAdapter) Error(msg string, kv ...any) { a.l.Debug("cakemail: "+msg, kv...) }
-func (a slogAdapter) Info(msg string, kv ...any)  { a.l.Debug("cakemail: "+msg, kv...) }
-func (a slogAdapter) Debug(msg string, kv ...any) { a.l.Debug("cakemail: "+msg, kv...) }
-func (a slogAdapter) Warn(msg string, kv ...any)  { a.l.Debug("cakemail: "+msg, kv...) }
+func (a slogAdapter) Error(msg string, kv ...any) { a.log(msg, kv) }
+func (a slogAdapter) Info(msg string, kv ...any)  { a.log(msg, kv) }
+func (a slogAdapter) Debug(msg string, kv ...any) { a.log(msg, kv) }
+func (a slogAdapter) Warn(msg string, kv ...any)  { a.log(msg, kv) }
+
+func (a slogAdapter) log(msg string, kv []any) {
+	if a.l.Enabled(context.Background(), slog.LevelDebug) {
+		a.l.Debug("cakemail: "+msg, kv...)
+	}
+}
 
 // discardHandler is a silent slog handler (slog.DiscardHandler needs Go 1.24).
 type discardHandler struct{}
