@@ -168,6 +168,9 @@ func (rc *receiver[TTx]) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := rc.db.ping(ctx); err != nil {
+		if r.Context().Err() != nil {
+			return // the caller gave up; that says nothing about the database
+		}
 		rc.log.Error("health check: database unreachable", "database", rc.db.name, "err", err)
 		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
 		return
