@@ -43,7 +43,8 @@ func (deliveryArgs) InsertOpts() river.InsertOpts {
 
 // Tx is the transaction a handler writes its effects in. It commits together
 // with the job's completion: both happen, or neither does. It begins at the
-// first Exec: do slow work before writing, not after.
+// first Exec: do slow work before writing, not after. Like any database
+// transaction, it is for one goroutine at a time.
 type Tx interface {
 	// Exec runs a statement with $1-style placeholders and reports the rows it changed.
 	Exec(ctx context.Context, query string, args ...any) (int64, error)
