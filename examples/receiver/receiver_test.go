@@ -443,3 +443,27 @@ func TestSplitSecrets(t *testing.T) {
 	assert.Equal(t, []string{"old", "new"}, splitSecrets(" old , ,new "))
 	assert.Empty(t, splitSecrets(" , "))
 }
+
+func TestSQLiteSettingsBehindTheDurabilityClaim(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "receiver.db")
+	db, err := newSQLiteStore(path)
+	require.NoError(t, err)
+	defer db.close()
+	ctx := context.Background()
+	for query, want := range map[string]int64{
+		`SELECT synchronous FROM pragma_synchronous()`:           2, // FULL: a commit survives a power cut
+		`SELECT journal_mode = 'wal' FROM pragma_journal_mode()`: 1,
+		`PRAGMA wal_autocheckpoint`:                              0, // checkpoints run beside, not inside, commits
+		`SELECT timeout FROM pragma_busy_timeout()`:              10000,
+	} {
+		got, err := db.count(ctx, query)
+		require.NoError(t, err, query)
+		assert.Equal(t, want, got, query)
+	}
+	// A second opener of the same file is refused (the lock is per open
+	// file, so this holds within one process too).
+	_, err = newSQLiteStore(path)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "another receiver is using")
+}
