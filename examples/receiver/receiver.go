@@ -26,7 +26,7 @@ const (
 	// for an operator to see and retry.
 	deadLetterRetention = 30 * 24 * time.Hour
 	// maxAttempts with River's backoff (attempt^4 seconds) spreads retries
-	// over about 18 days before a delivery is discarded.
+	// over about 20 days before a delivery is discarded.
 	maxAttempts = 25
 	// jobTimeout bounds one handler run.
 	jobTimeout = time.Minute
