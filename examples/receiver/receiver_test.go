@@ -174,6 +174,12 @@ func testProcessedOnce[TTx any](t *testing.T, db *store[TTx]) {
 	assert.EqualValues(t, 1, tr.count(t, countProcessed, sha(body)), "the duplicate was processed again")
 	assert.EqualValues(t, 2, tr.count(t, `SELECT count(*) FROM river_job`))
 	assert.Contains(t, tr.logs.String(), `"msg":"duplicate acknowledged"`)
+
+	// An event the SDK does not know yet still reaches OnUnhandled, by its name as sent.
+	unknown := payload("email.forwarded_to_a_friend", "c@example.com")
+	require.Equal(t, http.StatusAccepted, tr.post(unknown, testSecret))
+	tr.waitCount(t, 1, `SELECT count(*) FROM processed_events WHERE body_sha256 = $1 AND event_type = $2`,
+		sha(unknown), "email.forwarded_to_a_friend")
 }
 
 func TestDuplicateIsRememberedAcrossRestarts(t *testing.T) {
