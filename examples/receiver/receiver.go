@@ -63,8 +63,7 @@ type insertResult struct {
 }
 
 // newReceiver migrates the database and prepares the River client; start
-// runs it.
-// configure, for tests, adjusts River's settings before the client is made.
+// runs it. configure, for tests, adjusts River's settings first.
 func newReceiver[TTx any](ctx context.Context, db *store[TTx], router *webhooks.Router, logger *slog.Logger, configure ...func(*river.Config)) (*receiver[TTx], error) {
 	if err := db.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("migrating the %s database: %w", db.name, err)
