@@ -48,7 +48,6 @@ func active(t *testing.T, client *webhooks.Client, url string) map[webhooks.Even
 	return got
 }
 
-
 func actions(changes []webhooks.Change) []string {
 	var out []string
 	for _, c := range changes {
