@@ -228,17 +228,7 @@ func runCreate(ctx context.Context, a *app, c *invocation) error {
 	}); err != nil {
 		return err
 	}
-	if err := requireURLAndEvents(c); err != nil {
-		return err
-	}
-	if err := settings(c, true); err != nil {
-		return err
-	}
-	events, err := a.parseEvents(c)
-	if err != nil {
-		return err
-	}
-	client, err := a.client(c)
+	events, client, err := a.subscriptionFlags(c)
 	if err != nil {
 		return err
 	}
@@ -288,6 +278,27 @@ func runCreate(ctx context.Context, a *app, c *invocation) error {
 		werr = writeTable(a.stdout, shown, footer+". Their secrets: cakemail-webhooks secrets -u "+shellQuote(c.url))
 	}
 	return errors.Join(createErr, werr)
+}
+
+// subscriptionFlags checks the flags of the commands that take a URL and a list
+// of events (create, apply) before anything is sent, and returns the events
+// and a client.
+func (a *app) subscriptionFlags(c *invocation) ([]webhooks.EventType, *webhooks.Client, error) {
+	if err := requireURLAndEvents(c); err != nil {
+		return nil, nil, err
+	}
+	if err := settings(c, true); err != nil {
+		return nil, nil, err
+	}
+	events, err := a.parseEvents(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := a.client(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return events, client, nil
 }
 
 func requireURLAndEvents(c *invocation) error {

@@ -31,17 +31,7 @@ func runApply(ctx context.Context, a *app, c *invocation) error {
 	if err := c.noArgs(); err != nil {
 		return err
 	}
-	if err := requireURLAndEvents(c); err != nil {
-		return err
-	}
-	if err := settings(c, true); err != nil {
-		return err
-	}
-	events, err := a.parseEvents(c)
-	if err != nil {
-		return err
-	}
-	client, err := a.client(c)
+	events, client, err := a.subscriptionFlags(c)
 	if err != nil {
 		return err
 	}
