@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/internal/testutil"
 	"github.com/cakemail-go/webhooks/webhookstest"
 )
 
@@ -215,7 +215,7 @@ func TestMFAChallengeCodeShapeAndClient(t *testing.T) {
 }
 
 func TestLoggerLogsEveryRequestAndDeliveryWithoutSecrets(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	srv := webhookstest.NewServer(webhookstest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	defer srv.Close()
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
@@ -246,22 +246,4 @@ func TestLoggerLogsEveryRequestAndDeliveryWithoutSecrets(t *testing.T) {
 	for _, secret := range []string{access, tok["refresh_token"].(string), key, webhookstest.DefaultPassword, "hookpass", "hookuser", "Bearer"} {
 		assert.NotContains(t, logs.String(), secret)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to write from the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,33 +17,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/internal/testutil"
 	"github.com/cakemail-go/webhooks/webhookstest"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while run writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestServesAnyHTTPClient drives the command as a client in another language
 // would: plain HTTP, form-encoded login, JSON calls, then the trigger route.
 func TestServesAnyHTTPClient(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *webhookstest.Server, 1)
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	exited := make(chan int, 1)
 	go func() {
 		exited <- run(ctx, []string{"-addr", "127.0.0.1:0", "-user", "dev@example.com", "-password", "s3cret"}, &stdout, &stderr, ready)
@@ -137,13 +119,13 @@ func TestBusyPortAndBadFlags(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	assert.Equal(t, 1, run(context.Background(), []string{"-addr", ln.Addr().String()}, &stdout, &stderr))
 	assert.Contains(t, stderr.String(), "address already in use")
 	assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "one line")
 
 	for _, args := range [][]string{{"-nope"}, {"-user", ""}, {"extra"}, {"-token-lifetime", "-1s"}} {
-		var out, errOut syncBuffer
+		var out, errOut testutil.SyncBuffer
 		assert.Equal(t, 2, run(context.Background(), args, &out, &errOut), "%q", args)
 		assert.NotEmpty(t, errOut.String())
 	}
@@ -160,7 +142,7 @@ func TestBannerNamesEveryUserAndQuietSilencesTheLog(t *testing.T) {
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		ready := make(chan *webhookstest.Server, 1)
-		var stdout, stderr syncBuffer
+		var stdout, stderr testutil.SyncBuffer
 		exited := make(chan int, 1)
 		go func() {
 			exited <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-quiet"}, tc.args...), &stdout, &stderr, ready)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cakemail-go/webhooks/internal/testutil"
 )
 
 // runMainEnv makes the test binary run the command itself, so that a test can
@@ -20,14 +22,7 @@ import (
 // would otherwise compile the standard library a second time).
 const runMainEnv = "CAKEMAIL_FAKE_TEST_RUN_MAIN"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
-		os.Args = append([]string{"cakemail-fake"}, os.Args[1:]...)
-		main()
-		return
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testutil.RunTestsOrMain(m, runMainEnv, "cakemail-fake", main) }
 
 // TestStopsCleanlyOnSignals runs the command as a process and stops it the way
 // a shell or a container runtime does.

@@ -17,30 +17,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while a running command writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // running is a command left running in the background, such as listen.
 type running struct {
 	addr           string
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.SyncBuffer
 	stop           func() int // cancels it, as SIGINT does, and returns its exit code
 }
 
@@ -49,7 +32,7 @@ func (c *cli) start(args ...string) *running {
 	c.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
-	r := &running{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	r := &running{stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}}
 	a := c.app("", r.stdout, r.stderr)
 	a.listening = ready
 	done := make(chan int, 1)

@@ -15,20 +15,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/internal/testutil"
 )
 
 // runMainEnv makes the test binary run the command itself, so that a test can
 // signal a real process without building another binary.
 const runMainEnv = "CAKEMAIL_WEBHOOKS_TEST_RUN_MAIN"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
-		os.Args = append([]string{"cakemail-webhooks"}, os.Args[1:]...)
-		main()
-		return
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testutil.RunTestsOrMain(m, runMainEnv, "cakemail-webhooks", main) }
 
 // TestListenStopsOnSignals runs listen as a process and stops it with SIGINT,
 // then SIGTERM, as a terminal and a service manager do.

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/internal/testutil"
 	"github.com/cakemail-go/webhooks/webhookstest"
 )
 
@@ -34,36 +35,18 @@ type (
 
 const testSecret = "receiver-test-secret-0123456789abcdef"
 
-// syncBuffer is a log sink the receiver's goroutines can share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testReceiver is a started receiver and its HTTP routes.
 type testReceiver[TTx any] struct {
 	rc   *receiver[TTx]
 	db   *store[TTx]
 	h    http.Handler
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 }
 
 // startReceiver runs a receiver on db; configure may tune River for the test.
 func startReceiver[TTx any](t *testing.T, db *store[TTx], router *webhooks.Router, configure ...func(*river.Config)) *testReceiver[TTx] {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if router == nil {
 		router = newRouter(logger)
@@ -377,7 +360,7 @@ func TestDeliveryFromFakeCakemail(t *testing.T) {
 	require.NoError(t, err)
 	hook, err = client.Get(ctx, hook.ID)
 	require.NoError(t, err)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	v, err := webhooks.NewVerifier([]string{hook.Secret})
 	require.NoError(t, err)
@@ -436,7 +419,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		"sqlite dir missing": {"CAKEMAIL_WEBHOOK_SECRET": testSecret,
 			"DATABASE_URL": "sqlite://" + filepath.Join(dir, "no", "such", "dir", "r.db")},
 	} {
-		var logs syncBuffer
+		var logs testutil.SyncBuffer
 		err := run(context.Background(), func(k string) string { return env[k] }, slog.New(slog.NewJSONHandler(&logs, nil)))
 		require.Error(t, err, name)
 		assert.NotContains(t, err.Error()+logs.String(), "hunter2", name)
