@@ -78,10 +78,10 @@ func (s *Server) authed(next authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		s.mu.Lock()
-		g := s.accessTok[strings.TrimSpace(token)]
+		ss := s.accessTok[strings.TrimSpace(token)]
 		var u *user
-		if ok && g != nil && time.Now().Before(g.expires) {
-			u = s.users[g.username]
+		if ok && ss != nil && time.Now().Before(ss.expires) {
+			u = s.users[ss.username]
 		}
 		s.mu.Unlock()
 		if u == nil {
@@ -148,6 +148,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var u *user
+	var spent *session // the refresh grant's session, whose refresh token this call uses up
 	switch grantType := r.PostForm.Get("grant_type"); grantType {
 	case "", "password":
 		username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
@@ -161,8 +162,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if u.mfaCode != "" {
-			challenge := randomString(24)
-			s.challenges[challenge] = u.username
+			challenge := s.challengeLocked(u)
 			// The OpenAPI answers a challenge on 200 (TokenResponse or
 			// ChallengeResponse), although its prose says 401; clients should
 			// accept both, and webhooks.Client does.
@@ -170,12 +170,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "refresh_token":
-		name, ok := s.refreshTok[r.PostForm.Get("refresh_token")]
-		if !ok {
+		spent = s.refreshTok[r.PostForm.Get("refresh_token")]
+		if spent != nil {
+			u = s.users[spent.username]
+		}
+		if u == nil {
 			unauthorized(w, "Invalid refresh token")
 			return
 		}
-		u = s.users[name]
 	default:
 		writeDetail(w, http.StatusUnprocessableEntity, invalid([]any{"body", "grant_type"}, "value is not a valid enumeration member; permitted: 'password', 'refresh_token'", "type_error.enum"))
 		return
@@ -185,6 +187,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeDetail(w, http.StatusForbidden, detailError{Code: http.StatusForbidden, Msg: "You do not have access to this account", Type: "forbidden"})
 			return
 		}
+	}
+	if spent != nil {
+		s.useRefreshLocked(spent) // refresh tokens rotate: this one is replaced
 	}
 	s.writeTokenLocked(w, u, life)
 }
@@ -211,12 +216,13 @@ func (s *Server) handleRefreshPut(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name, ok := s.refreshTok[refresh]
-	if !ok || s.users[name] == nil {
+	spent := s.refreshTok[refresh]
+	if spent == nil || s.users[spent.username] == nil {
 		unauthorized(w, "Invalid refresh token")
 		return
 	}
-	s.writeTokenLocked(w, s.users[name], s.cfg.tokenLifetime)
+	s.useRefreshLocked(spent) // refresh tokens rotate: this one is replaced
+	s.writeTokenLocked(w, s.users[spent.username], s.cfg.tokenLifetime)
 }
 
 // mfaCodePattern is the API's ChallengeResponseRequest.code: 6 digits or a
@@ -224,7 +230,7 @@ func (s *Server) handleRefreshPut(w http.ResponseWriter, r *http.Request) {
 var mfaCodePattern = regexp.MustCompile(`^(?:[0-9]{6}|[0-9a-fA-F]{12})$`)
 
 func (s *Server) writeTokenLocked(w http.ResponseWriter, u *user, life time.Duration) {
-	access, refresh := s.issueLocked(u.username, life)
+	access, refresh := s.issueLocked(u, life)
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken: access, TokenType: "bearer", ExpiresIn: int(life / time.Second),
 		RefreshToken: refresh, Accounts: append([]int(nil), u.accounts...),
@@ -253,13 +259,29 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name, ok := s.challenges[body.Challenge]
-	u := s.users[name]
-	if !ok || u == nil || !strings.EqualFold(u.mfaCode, body.Code) { // a recovery code's hex in either case
+	c := s.challenges[body.Challenge]
+	var u *user
+	if c != nil {
+		u = s.users[c.username]
+		if u == nil || !time.Now().Before(c.expires) {
+			s.endChallengeLocked(c)
+			u = nil
+		}
+	}
+	if u == nil {
 		unauthorized(w, "Invalid challenge or code")
 		return
 	}
-	delete(s.challenges, body.Challenge)
+	if !strings.EqualFold(u.mfaCode, body.Code) { // a recovery code's hex in either case
+		// Guessing is bounded: after maxChallengeFailures wrong codes the
+		// challenge is gone, and the user must log in again.
+		if c.failures++; c.failures >= maxChallengeFailures {
+			s.endChallengeLocked(c)
+		}
+		unauthorized(w, "Invalid challenge or code")
+		return
+	}
+	s.endChallengeLocked(c)
 	s.writeTokenLocked(w, u, s.cfg.tokenLifetime)
 }
 

@@ -34,6 +34,12 @@ const (
 )
 
 // Server is a fake Cakemail API. Its methods are safe for concurrent use.
+//
+// Its memory stays bounded however long it runs. Each login (a password,
+// refresh or MFA grant, or Token) issues an access token and a refresh token;
+// a refresh token works once, and its use issues a new pair. A user holds at
+// most 1,000 logins: past that, logins whose access token has expired and
+// whose refresh token is used are dropped, then the oldest.
 type Server struct {
 	// URL is the base URL of the API, such as http://127.0.0.1:49152.
 	URL string
@@ -42,12 +48,12 @@ type Server struct {
 	cfg  config
 
 	mu          sync.Mutex
-	users       map[string]*user  // by username
-	accessTok   map[string]*grant // by access token
-	refreshTok  map[string]string // refresh token -> username
-	challenges  map[string]string // MFA challenge -> username
-	hooks       map[string]*hook  // by id
-	order       []*hook           // creation order, for listing
+	users       map[string]*user      // by username
+	accessTok   map[string]*session   // by access token
+	refreshTok  map[string]*session   // by refresh token, until it is used
+	challenges  map[string]*challenge // pending MFA challenges, by id
+	hooks       map[string]*hook      // by id
+	order       []*hook               // creation order, for listing
 	nextAccount int
 	faults      []fault
 	requests    []Request
@@ -60,11 +66,8 @@ type user struct {
 	username, password string
 	accounts           []int // the first is the user's own
 	mfaCode            string
-}
-
-type grant struct {
-	username string
-	expires  time.Time
+	sessions           []*session   // oldest first, at most maxSessionsPerUser
+	challenges         []*challenge // pending, oldest first, at most maxChallengesPerUser
 }
 
 type hook struct {
@@ -144,9 +147,9 @@ func newServer(opts []ServerOption) *Server {
 	s := &Server{
 		cfg:        cfg,
 		users:      map[string]*user{},
-		accessTok:  map[string]*grant{},
-		refreshTok: map[string]string{},
-		challenges: map[string]string{},
+		accessTok:  map[string]*session{},
+		refreshTok: map[string]*session{},
+		challenges: map[string]*challenge{},
 		hooks:      map[string]*hook{},
 		closed:     make(chan struct{}),
 	}
@@ -197,7 +200,12 @@ func (s *Server) AddUser(username, password string) (accountID int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nextAccount++
-	s.users[username] = &user{username: username, password: password, accounts: []int{s.nextAccount}}
+	u := &user{username: username, password: password, accounts: []int{s.nextAccount}}
+	if old := s.users[username]; old != nil {
+		// Its tokens still work: keep them counted against the user's bound.
+		u.sessions, u.challenges = old.sessions, old.challenges
+	}
+	s.users[username] = u
 	return s.nextAccount
 }
 
@@ -218,6 +226,8 @@ func (s *Server) AddAccount(username string) (accountID int) {
 // RequireMFA makes the user's password logins answer with an MFA challenge,
 // completed through POST /token/challenge with code. It panics if code is not
 // what the API accepts: 6 digits, or a 12-character hexadecimal recovery code.
+// A challenge is answered once; it dies after 5 wrong codes or 10 minutes, and
+// a user has at most 100 pending (a new one ends the oldest).
 func (s *Server) RequireMFA(username, code string) {
 	if !mfaCodePattern.MatchString(code) {
 		panic("webhookstest: RequireMFA: the code must be 6 digits or 12 hexadecimal characters")
@@ -233,16 +243,8 @@ func (s *Server) RequireMFA(username, code string) {
 func (s *Server) Token() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	access, _ := s.issueLocked(DefaultUsername, s.cfg.tokenLifetime)
+	access, _ := s.issueLocked(s.users[DefaultUsername], s.cfg.tokenLifetime)
 	return access
-}
-
-// issueLocked creates an access and a refresh token for username.
-func (s *Server) issueLocked(username string, life time.Duration) (access, refresh string) {
-	access, refresh = randomString(40), randomString(40)
-	s.accessTok[access] = &grant{username: username, expires: time.Now().Add(life)}
-	s.refreshTok[refresh] = username
-	return access, refresh
 }
 
 // ExpireTokens makes every access token issued so far expire now, as if time had passed.
