@@ -19,17 +19,19 @@ var ErrHandlerPanic = errors.New("webhooks: event handler panicked")
 
 // Router sends each event to the handler registered for its type. It serves
 // HTTP behind Verifier.Middleware, and its Dispatch runs the same routes from
-// a queue worker. It is safe for concurrent use.
+// a queue worker. It is safe for concurrent use. The zero Router is ready to
+// use, as a zero http.ServeMux is: it has no routes and acknowledges every event.
 type Router struct {
 	// ErrorLog receives handler errors and panics from ServeHTTP; nil means slog.Default().
 	ErrorLog *slog.Logger
 
 	mu        sync.RWMutex
-	routes    map[EventType]HandlerFunc
+	routes    map[EventType]HandlerFunc // nil until the first On
 	unhandled HandlerFunc
 }
 
-// NewRouter returns a Router with no routes that acknowledges every event.
+// NewRouter returns a Router with no routes that acknowledges every event,
+// as a zero Router does.
 func NewRouter() *Router {
 	return &Router{routes: make(map[EventType]HandlerFunc)}
 }
@@ -51,6 +53,9 @@ func (r *Router) On(t EventType, h HandlerFunc) {
 	defer r.mu.Unlock()
 	if _, dup := r.routes[canonical]; dup {
 		panic(fmt.Sprintf("webhooks: Router.On(%q): %s already has a handler", t, canonical))
+	}
+	if r.routes == nil {
+		r.routes = make(map[EventType]HandlerFunc)
 	}
 	r.routes[canonical] = h
 }

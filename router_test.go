@@ -183,3 +183,39 @@ func TestHandleData(t *testing.T) {
 	assert.ErrorIs(t, err, webhooks.ErrInvalidEvent, "data that does not fit the struct is not retried blindly")
 	assert.Len(t, got, 2, "the handler did not run")
 }
+
+// TestZeroRouter uses a Router that NewRouter did not make, as a zero
+// http.ServeMux can be used: every method works on it.
+func TestZeroRouter(t *testing.T) {
+	ctx := context.Background()
+	var empty webhooks.Router
+	assert.NoError(t, empty.Dispatch(ctx, &webhooks.Event{Type: webhooks.EventEmailOpened}), "no routes: acknowledged")
+	assert.ErrorIs(t, empty.Dispatch(ctx, nil), webhooks.ErrInvalidEvent)
+	v := newTestVerifier(t)
+	assert.Equal(t, http.StatusOK, deliver(t, v, &empty, []byte(`{"event":"Email.Opened"}`)).Code)
+
+	var router webhooks.Router
+	var got []string
+	router.On(webhooks.EventEmailOpened, func(_ context.Context, e *webhooks.Event) error {
+		got = append(got, "opened:"+e.RawType)
+		return nil
+	})
+	router.OnUnhandled(func(_ context.Context, e *webhooks.Event) error {
+		got = append(got, "unhandled:"+e.RawType)
+		return errors.New("not stored")
+	})
+	assert.Panics(t, func() { router.On("email.opened", func(context.Context, *webhooks.Event) error { return nil }) }, "duplicates still panic")
+
+	assert.Equal(t, http.StatusOK, deliver(t, v, &router, []byte(`{"event":"email.opened"}`)).Code)
+	assert.Equal(t, http.StatusInternalServerError, deliver(t, v, &router, []byte(`{"event":"Email.Clicked"}`)).Code)
+	require.NoError(t, router.Dispatch(ctx, &webhooks.Event{Type: "EMAIL.OPENED", RawType: "EMAIL.OPENED"}))
+	assert.Error(t, router.Dispatch(ctx, &webhooks.Event{Type: webhooks.EventEmailSent, RawType: "Email.Sent"}))
+	assert.Equal(t, []string{"opened:email.opened", "unhandled:Email.Clicked", "opened:EMAIL.OPENED", "unhandled:Email.Sent"}, got)
+
+	// Its ServeHTTP, reached without the middleware, refuses as NewRouter's does.
+	var bare webhooks.Router
+	bare.ErrorLog = slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
+	w := httptest.NewRecorder()
+	bare.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"event":"Email.Opened"}`)))
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
+}
