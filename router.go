@@ -138,6 +138,10 @@ func (p *panicError) Error() string { return fmt.Sprintf("%v: %v", ErrHandlerPan
 
 func (p *panicError) Unwrap() error { return ErrHandlerPanic }
 
+// Stack is the panicking goroutine's stack, for a queue worker's log: find it
+// with errors.As(err, &s) where s is an interface{ Stack() []byte }.
+func (p *panicError) Stack() []byte { return p.stack }
+
 // HandleData adapts a handler that wants the event's data decoded into T, a
 // struct or map of the caller's choosing. Data that does not decode into T is
 // an error wrapping ErrInvalidEvent, and the handler is not called.
