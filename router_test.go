@@ -104,6 +104,9 @@ func TestRouterErrorsAndPanicsAnswer500(t *testing.T) {
 
 	err := router.Dispatch(context.Background(), &webhooks.Event{Type: webhooks.EventEmailClicked})
 	assert.ErrorIs(t, err, webhooks.ErrHandlerPanic)
+	var stack interface{ Stack() []byte }
+	require.ErrorAs(t, err, &stack, "a queue worker can log the panic's stack")
+	assert.Contains(t, string(stack.Stack()), "router_test.go")
 }
 
 func TestRouterServeHTTPWithoutMiddleware(t *testing.T) {
@@ -195,6 +198,7 @@ func TestZeroRouter(t *testing.T) {
 	assert.Equal(t, http.StatusOK, deliver(t, v, &empty, []byte(`{"event":"Email.Opened"}`)).Code)
 
 	var router webhooks.Router
+	router.ErrorLog = slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
 	var got []string
 	router.On(webhooks.EventEmailOpened, func(_ context.Context, e *webhooks.Event) error {
 		got = append(got, "opened:"+e.RawType)
