@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -183,11 +184,13 @@ var eventTypeIndex = func() map[string]EventType {
 }()
 
 // normalizeEventName folds case and drops '_' and '-' so that "Email.ReportedAsSpam",
-// "email.reported_as_spam" and "EMAIL.REPORTEDASSPAM" compare equal.
+// "email.reported_as_spam" and "EMAIL.REPORTEDASSPAM" compare equal. Only
+// ASCII spaces and tabs around the name are trimmed: a name wrapped in other
+// spaces (NBSP, U+0085, U+3000...) is not a spelling of a known name.
 func normalizeEventName(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
-	for _, r := range strings.TrimSpace(s) {
+	for _, r := range trimNameSpace(s) {
 		switch {
 		case r == '_' || r == '-':
 		case 'A' <= r && r <= 'Z':
@@ -198,6 +201,9 @@ func normalizeEventName(s string) string {
 	}
 	return b.String()
 }
+
+// trimNameSpace trims the ASCII spaces and tabs around an event name, and no other space.
+func trimNameSpace(s string) string { return strings.Trim(s, " \t") }
 
 // EventTypes returns every known event type in a stable order.
 func EventTypes() []EventType {
@@ -244,7 +250,7 @@ func ParseEventType(s string) (EventType, error) {
 	if t, ok := eventTypeIndex[key]; ok {
 		return t, nil
 	}
-	if strings.TrimSpace(s) == "" {
+	if trimNameSpace(s) == "" {
 		return "", fmt.Errorf("%w: empty name", ErrUnknownEventType)
 	}
 	return "", fmt.Errorf("%w %q; did you mean %q?", ErrUnknownEventType, s, closestEventType(key))
@@ -365,17 +371,28 @@ func ParseEvent(payload []byte) (*Event, error) {
 	return e, nil
 }
 
+// The Unix seconds of the first and the last instant of years 0001 to 9999,
+// the times an event can have.
+const (
+	minEventUnix = -62135596800 // 0001-01-01T00:00:00Z
+	maxEventUnix = 253402300799 // 9999-12-31T23:59:59Z
+)
+
 // eventTime reads created_on (Unix seconds, number or numeric string) or, failing
-// that, timestamp (RFC 3339). Both absent or null is the zero time.
+// that, timestamp (RFC 3339). Both absent or null is the zero time. A time
+// outside years 0001 to 9999 (UTC), or not finite, is refused.
 func eventTime(createdOn, timestamp json.RawMessage) (time.Time, error) {
 	if !isNullJSON(createdOn) {
 		s := strings.Trim(string(createdOn), `"`)
 		secs, err := strconv.ParseFloat(s, 64)
-		if err != nil {
+		if err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) {
 			return time.Time{}, fmt.Errorf("%w: created_on is not Unix seconds", ErrInvalidEvent)
 		}
-		whole := int64(secs)
-		return time.Unix(whole, int64((secs-float64(whole))*1e9)).UTC(), nil
+		if secs < minEventUnix || secs >= maxEventUnix+1 {
+			return time.Time{}, fmt.Errorf("%w: created_on is outside the years 0001 to 9999", ErrInvalidEvent)
+		}
+		whole := math.Floor(secs)
+		return time.Unix(int64(whole), int64((secs-whole)*1e9)).UTC(), nil
 	}
 	if !isNullJSON(timestamp) {
 		var s string
@@ -385,6 +402,10 @@ func eventTime(createdOn, timestamp json.RawMessage) (time.Time, error) {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("%w: timestamp is not RFC 3339", ErrInvalidEvent)
+		}
+		// Four digits hold year 0000, and an offset can carry 9999 past its end.
+		if y := t.UTC().Year(); y < 1 || y > 9999 {
+			return time.Time{}, fmt.Errorf("%w: timestamp is outside the years 0001 to 9999", ErrInvalidEvent)
 		}
 		return t, nil
 	}

@@ -1,6 +1,7 @@
 package webhooks_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -231,4 +232,86 @@ func TestGuideOnly(t *testing.T) {
 		}
 	}
 	assert.ElementsMatch(t, []webhooks.EventType{webhooks.EventCampaignSent, webhooks.EventContactUnsubscribed}, guideOnly)
+}
+
+func TestParseEventRefusesTimesOutsideYears1To9999(t *testing.T) {
+	refused := []string{
+		`"created_on":"NaN"`, `"created_on":"nan"`, `"created_on":"Inf"`, `"created_on":"-Inf"`,
+		`"created_on":"+Infinity"`, `"created_on":-1e300`, `"created_on":1e19`, `"created_on":1e308`,
+		`"created_on":-9223372036854775808`, `"created_on":"9223372036854775807"`,
+		`"created_on":253402300800`,   // 10000-01-01T00:00:00Z
+		`"created_on":-62135596801`,   // 0000-12-31T23:59:59Z
+		`"created_on":-62135596800.5`, // half a second before year 1
+		`"timestamp":"0000-12-31T23:59:59Z"`,
+		`"timestamp":"9999-12-31T23:59:59-00:01"`, // 10000-01-01T00:00:59Z
+		`"timestamp":"0001-01-01T00:00:00+00:01"`, // 0000-12-31T23:59:00Z
+	}
+	for _, field := range refused {
+		_, err := webhooks.ParseEvent([]byte(`{"event":"Email.Opened",` + field + `}`))
+		assert.ErrorIs(t, err, webhooks.ErrInvalidEvent, field)
+	}
+
+	accepted := map[string]time.Time{
+		`"created_on":253402300799`:                    time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		`"created_on":"253402300799.5"`:                time.Date(9999, 12, 31, 23, 59, 59, 5e8, time.UTC),
+		`"created_on":-62135596800`:                    time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		`"created_on":-1.5`:                            time.Date(1969, 12, 31, 23, 59, 58, 5e8, time.UTC),
+		`"created_on":0`:                               time.Unix(0, 0).UTC(),
+		`"timestamp":"9999-12-31T23:59:59.999999999Z"`: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		`"timestamp":"0001-01-01T00:00:00Z"`:           time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		`"timestamp":"0001-01-01T00:00:00-05:00"`:      time.Date(1, 1, 1, 5, 0, 0, 0, time.UTC),
+	}
+	for field, want := range accepted {
+		event, err := webhooks.ParseEvent([]byte(`{"event":"Email.Opened",` + field + `}`))
+		require.NoError(t, err, field)
+		assert.True(t, want.Equal(event.CreatedAt), "%s: got %s", field, event.CreatedAt)
+	}
+}
+
+func TestParseEventTrimsOnlyASCIISpaces(t *testing.T) {
+	for _, sent := range []string{" Email.Opened", "Email.Opened\t", " \temail.opened \t"} {
+		payload, err := json.Marshal(map[string]string{"event": sent})
+		require.NoError(t, err)
+		event, err := webhooks.ParseEvent(payload)
+		require.NoError(t, err)
+		assert.Equal(t, webhooks.EventEmailOpened, event.Type, "%q", sent)
+		assert.Equal(t, sent, event.RawType)
+	}
+	for _, space := range []string{"\u00a0", "\u0085", "\u3000", "\u2003", "\u200b", "\u2028", "\ufeff", "\u1680"} {
+		for _, sent := range []string{space + "Email.Opened", "Email.Opened" + space, space + "email.opened" + space} {
+			payload, err := json.Marshal(map[string]string{"event": sent})
+			require.NoError(t, err)
+			event, err := webhooks.ParseEvent(payload)
+			require.NoError(t, err)
+			assert.Equal(t, webhooks.EventType(sent), event.Type, "%q stays as sent", sent)
+			assert.Equal(t, sent, event.RawType)
+			assert.False(t, event.Type.Known(), "%q", sent)
+		}
+		_, err := webhooks.ParseEventType(space + "Email.Opened")
+		assert.ErrorIs(t, err, webhooks.ErrUnknownEventType, "%q", space)
+	}
+
+	// The router routes such a name as given, never to the known type.
+	var got []string
+	var router webhooks.Router
+	router.On(webhooks.EventEmailOpened, func(_ context.Context, e *webhooks.Event) error {
+		got = append(got, "opened:"+e.RawType)
+		return nil
+	})
+	router.On("\u00a0Email.Opened", func(_ context.Context, e *webhooks.Event) error {
+		got = append(got, "nbsp:"+e.RawType)
+		return nil
+	})
+	router.OnUnhandled(func(_ context.Context, e *webhooks.Event) error {
+		got = append(got, "unhandled:"+e.RawType)
+		return nil
+	})
+	for _, sent := range []string{"\u00a0Email.Opened", "Email.Opened\u3000", " Email.Opened"} {
+		payload, err := json.Marshal(map[string]string{"event": sent})
+		require.NoError(t, err)
+		event, err := webhooks.ParseEvent(payload)
+		require.NoError(t, err)
+		require.NoError(t, router.Dispatch(context.Background(), event))
+	}
+	assert.Equal(t, []string{"nbsp:\u00a0Email.Opened", "unhandled:Email.Opened\u3000", "opened: Email.Opened"}, got)
 }
