@@ -13,15 +13,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
-// CompleteMFA finishes a login that failed with *MFARequiredError, with the
-// challenge from that error and a code from the user's MFA method: 6 digits, or
-// a 12-character hexadecimal recovery code (surrounding spaces are ignored).
-// Its errors never hold the challenge or the code.
-func (c *Client) CompleteMFA(ctx context.Context, challenge, code string) error {
+// completeMFA finishes a login that failed with *MFARequiredError (see
+// Client.CompleteMFA). Its errors never hold the challenge or the code.
+func (ts *tokenSource) completeMFA(ctx context.Context, challenge, code string) error {
 	code = strings.TrimSpace(code)
 	if challenge == "" || code == "" {
 		return fmt.Errorf("%w: CompleteMFA needs a challenge and a code", ErrInvalidParams)
@@ -29,14 +25,14 @@ func (c *Client) CompleteMFA(ctx context.Context, challenge, code string) error 
 	if !validMFACode(code) {
 		return fmt.Errorf("%w: CompleteMFA: the code must be 6 digits or a 12-character hexadecimal recovery code", ErrInvalidParams)
 	}
-	if c.auth.username == "" {
+	if !ts.refreshable() {
 		return fmt.Errorf("%w: CompleteMFA needs a client made WithCredentials", ErrInvalidParams)
 	}
 	body, err := json.Marshal(map[string]string{"challenge": challenge, "code": code})
 	if err != nil {
 		return err
 	}
-	tok, err := c.auth.post(ctx, "/token/challenge", "application/json", body)
+	tok, err := ts.post(ctx, "/token/challenge", "application/json", body)
 	if err != nil {
 		// A server may echo the input of a refused call (a validation error's
 		// "input", say): neither value may travel on in the error.
@@ -46,7 +42,7 @@ func (c *Client) CompleteMFA(ctx context.Context, challenge, code string) error 
 		}
 		return err
 	}
-	c.auth.store(tok)
+	ts.store(tok)
 	return nil
 }
 
@@ -70,9 +66,11 @@ func validMFACode(code string) bool {
 }
 
 // tokenSource holds the login and hands out a valid access token, refreshing it
-// at most once at a time however many calls need it.
+// at most once at a time however many calls need it. It logs in through the
+// transport it is given, and knows nothing of the Client that asks it for tokens.
 type tokenSource struct {
-	client   *Client
+	tr       *transport
+	logger   *slog.Logger
 	username string     // empty for WithAccessToken
 	password credential // empty for WithAccessToken
 
@@ -100,6 +98,11 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token"`
 	Accounts     []int  `json:"accounts"`
 	Challenge    string `json:"challenge"`
+}
+
+// newTokenSource holds accessToken, or username and password to log in with.
+func newTokenSource(tr *transport, logger *slog.Logger, accessToken, username, password string) *tokenSource {
+	return &tokenSource{tr: tr, logger: logger, access: newCredential(accessToken), username: username, password: newCredential(password)}
 }
 
 func (ts *tokenSource) refreshable() bool { return ts.username != "" }
@@ -148,7 +151,7 @@ func (ts *tokenSource) token(ctx context.Context) (string, error) {
 
 // login tries the refresh_token grant when there is a refresh token, then the password grant.
 func (ts *tokenSource) login(ctx context.Context, refresh string) (*tokenResponse, error) {
-	log := ts.client.logger
+	log := ts.logger
 	if refresh != "" {
 		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
 		tok, err := ts.post(ctx, "/token", "application/x-www-form-urlencoded", []byte(form.Encode()))
@@ -171,18 +174,9 @@ func (ts *tokenSource) login(ctx context.Context, refresh string) (*tokenRespons
 
 // post sends a token request and reads its answer.
 func (ts *tokenSource) post(ctx context.Context, path, contentType string, body []byte) (*tokenResponse, error) {
-	c := ts.client
-	ctx = context.WithValue(ctx, retryPolicyKey{}, retrySafe)
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+path, body)
+	resp, err := ts.tr.send(ctx, retrySafe, http.MethodPost, ts.tr.baseURL+path, contentType, body, "")
 	if err != nil {
-		return nil, fmt.Errorf("webhooks: POST %s: %w", path, err)
-	}
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("webhooks: POST %s: %w", path, c.explainTimeout(ctx, err))
+		return nil, fmt.Errorf("webhooks: POST %s: %w", path, ts.tr.explainTimeout(ctx, err))
 	}
 	defer drain(resp)
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))

@@ -3,20 +3,15 @@ package webhooks
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // DefaultBaseURL is the Cakemail API.
@@ -26,16 +21,16 @@ const DefaultBaseURL = "https://api.cakemail.dev"
 const Version = "0.1.0"
 
 // Client calls the Cakemail webhooks API. It is safe for concurrent use.
+//
+// A call goes one way: the Client asks its token source for a token and sends
+// the request through the transport; the token source logs in through the same
+// transport, and never calls the Client.
 type Client struct {
-	baseURL    string // without a trailing slash
-	accountID  int    // 0: the user's own account
-	accountErr error  // set by ForAccount with a bad id, returned by every call
-	userAgent  string
-	logger     *slog.Logger
-	http       *retryablehttp.Client
-	auth       *tokenSource
-	timeout    string // the per-attempt limit and where it is set, for error messages
-	maxBody    int64  // of a successful response
+	tr         *transport   // shared with auth and with ForAccount's clients
+	auth       *tokenSource // shared with ForAccount's clients
+	accountID  int          // 0: the user's own account
+	accountErr error        // set by ForAccount with a bad id, returned by every call
+	maxBody    int64        // of a successful response
 }
 
 // Option configures a Client.
@@ -227,37 +222,13 @@ func NewClient(opts ...Option) (*Client, error) {
 	} else {
 		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
-	timeout := fmt.Sprintf("%s (WithTimeout)", cfg.timeout)
-	if hc.Timeout <= 0 || cfg.timeout <= hc.Timeout {
-		hc.Timeout = cfg.timeout
-	} else {
-		timeout = fmt.Sprintf("%s (the Timeout of the WithHTTPClient client)", hc.Timeout)
-	}
-	rc := &retryablehttp.Client{
-		HTTPClient:   hc,
-		RetryWaitMin: cfg.retryWaitMin,
-		RetryWaitMax: cfg.retryWaitMax,
-		RetryMax:     cfg.retryMax,
-		CheckRetry:   checkRetry,
-		Backoff:      backoff,
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
-	// A nil Logger in a Client built by hand (not by retryablehttp.NewClient,
-	// whose default writes to stderr) logs nothing and costs nothing per request.
-	if _, silent := cfg.logger.Handler().(discardHandler); !silent {
-		rc.Logger = slogAdapter{cfg.logger}
-	}
-	c := &Client{
-		baseURL:   cfg.baseURL,
+	tr := newTransport(&cfg, hc)
+	return &Client{
+		tr:        tr,
+		auth:      newTokenSource(tr, cfg.logger, cfg.accessToken, cfg.username, cfg.password),
 		accountID: cfg.accountID,
-		userAgent: cfg.userAgent,
-		logger:    cfg.logger,
-		http:      rc,
-		timeout:   timeout,
 		maxBody:   cfg.maxResponseBytes,
-	}
-	c.auth = &tokenSource{client: c, access: newCredential(cfg.accessToken), username: cfg.username, password: newCredential(cfg.password)}
-	return c, nil
+	}, nil
 }
 
 // NewClientFromEnv builds a Client from CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME
@@ -300,14 +271,17 @@ func (c *Client) ForAccount(id int) *Client {
 
 // String describes the client without its credentials.
 func (c Client) String() string {
-	auth := "none"
+	auth, baseURL := "none", ""
 	if c.auth != nil {
 		auth = "access token"
-		if c.auth.username != "" {
+		if c.auth.refreshable() {
 			auth = "credentials"
 		}
 	}
-	return fmt.Sprintf("webhooks.Client{baseURL: %s, accountID: %d, auth: %s}", c.baseURL, c.accountID, auth)
+	if c.tr != nil {
+		baseURL = c.tr.baseURL
+	}
+	return fmt.Sprintf("webhooks.Client{baseURL: %s, accountID: %d, auth: %s}", baseURL, c.accountID, auth)
 }
 
 // GoString keeps %#v from printing credentials.
@@ -321,64 +295,12 @@ func (c Client) Format(f fmt.State, verb rune) { io.WriteString(f, c.String()) }
 // LogValue keeps slog from printing credentials.
 func (c Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
-// retry policies, carried in the request context to checkRetry.
-type retryPolicy int
-
-const (
-	retrySafe        retryPolicy = iota // the call can be repeated without harm
-	retryUnreachable                    // only when the server cannot have seen it
-)
-
-type retryPolicyKey struct{}
-
-// checkRetry decides for go-retryablehttp whether an attempt is worth repeating.
-func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	policy, _ := ctx.Value(retryPolicyKey{}).(retryPolicy)
-	if err != nil {
-		if policy == retryUnreachable {
-			// A failed dial never reached the server; anything later may have.
-			var opErr *net.OpError
-			return errors.As(err, &opErr) && opErr.Op == "dial", nil
-		}
-		return retryablehttp.DefaultRetryPolicy(ctx, nil, err)
-	}
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests:
-		return true, nil
-	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return policy == retrySafe, nil
-	}
-	return false, nil
-}
-
-// backoff waits as Retry-After says, up to max, or else exponentially from min
-// with jitter, so that clients that failed together do not retry together.
-func backoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
-	if resp != nil {
-		if d := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
-			return clampDuration(d, max)
-		}
-	}
-	d := min
-	for i := 0; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	d = clampDuration(d, max)
-	if d <= 1 {
-		return d
-	}
-	half := d / 2
-	return half + rand.N(half+1)
-}
-
-func clampDuration(d, max time.Duration) time.Duration {
-	if d > max || d < 0 {
-		return max
-	}
-	return d
+// CompleteMFA finishes a login that failed with *MFARequiredError, with the
+// challenge from that error and a code from the user's MFA method: 6 digits, or
+// a 12-character hexadecimal recovery code (surrounding spaces are ignored).
+// Its errors never hold the challenge or the code.
+func (c *Client) CompleteMFA(ctx context.Context, challenge, code string) error {
+	return c.auth.completeMFA(ctx, challenge, code)
 }
 
 // call is one API operation.
@@ -409,21 +331,19 @@ func (c *Client) do(ctx context.Context, op call, out any) error {
 		}
 		query.Set("account_id", strconv.Itoa(c.accountID))
 	}
-	target := c.baseURL + op.path
+	target := c.tr.baseURL + op.path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}
-	ctx = context.WithValue(ctx, retryPolicyKey{}, op.policy)
-
 	// A 401 on a refreshable login means the token died early: refresh and replay once.
 	for replay := 0; ; replay++ {
 		token, err := c.auth.token(ctx)
 		if err != nil {
 			return err
 		}
-		resp, err := c.send(ctx, op.method, target, payload, token)
+		resp, err := c.tr.send(ctx, op.policy, op.method, target, "application/json", payload, token)
 		if err != nil {
-			return fmt.Errorf("webhooks: %s %s: %w", op.method, op.path, c.explainTimeout(ctx, err))
+			return fmt.Errorf("webhooks: %s %s: %w", op.method, op.path, c.tr.explainTimeout(ctx, err))
 		}
 		if resp.StatusCode == http.StatusUnauthorized && replay == 0 && c.auth.refreshable() {
 			drain(resp)
@@ -432,44 +352,6 @@ func (c *Client) do(ctx context.Context, op call, out any) error {
 		}
 		return c.decode(ctx, op, resp, out)
 	}
-}
-
-// send makes one logical request; go-retryablehttp repeats it as needed.
-func (c *Client) send(ctx context.Context, method, target string, payload []byte, token string) (*http.Response, error) {
-	var body any
-	if payload != nil {
-		body = payload
-	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, target, body)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-			return nil, fmt.Errorf("%w (%v)", ctxErr, err)
-		}
-		return nil, err
-	}
-	return resp, nil
-}
-
-// explainTimeout names the per-attempt limit in an error it caused; the
-// caller's own deadline, already named by its context error, is left alone.
-func (c *Client) explainTimeout(ctx context.Context, err error) error {
-	var netErr net.Error
-	if ctx.Err() == nil && errors.As(err, &netErr) && netErr.Timeout() {
-		return fmt.Errorf("no complete answer within %s: %w", c.timeout, err)
-	}
-	return err
 }
 
 func (c *Client) decode(ctx context.Context, op call, resp *http.Response, out any) error {
@@ -491,62 +373,7 @@ func (c *Client) decode(ctx context.Context, op call, resp *http.Response, out a
 		if body.exceeded {
 			return tooLarge()
 		}
-		return fmt.Errorf("webhooks: %s %s: decoding the response: %w", op.method, op.path, c.explainTimeout(ctx, err))
+		return fmt.Errorf("webhooks: %s %s: decoding the response: %w", op.method, op.path, c.tr.explainTimeout(ctx, err))
 	}
 	return nil
 }
-
-// cappedReader reads at most left bytes, and fails past them, so that a huge
-// or endless answer (endless whitespace included) costs no more memory than the
-// limit.
-type cappedReader struct {
-	r        io.Reader
-	left     int64
-	exceeded bool
-}
-
-func (c *cappedReader) Read(p []byte) (int, error) {
-	if c.exceeded {
-		return 0, ErrResponseTooLarge
-	}
-	// One byte past the limit tells an answer of exactly the limit from a longer one.
-	if int64(len(p)) > c.left+1 {
-		p = p[:c.left+1]
-	}
-	n, err := c.r.Read(p)
-	if int64(n) > c.left {
-		c.exceeded = true
-		return 0, ErrResponseTooLarge
-	}
-	c.left -= int64(n)
-	return n, err
-}
-
-// drain reads what is left of a body, so the connection can be reused, and closes it.
-func drain(resp *http.Response) {
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-}
-
-// slogAdapter gives go-retryablehttp's log lines to slog at debug level; they
-// name the method and URL, never headers.
-type slogAdapter struct{ l *slog.Logger }
-
-func (a slogAdapter) Error(msg string, kv ...any) { a.log(msg, kv) }
-func (a slogAdapter) Info(msg string, kv ...any)  { a.log(msg, kv) }
-func (a slogAdapter) Debug(msg string, kv ...any) { a.log(msg, kv) }
-func (a slogAdapter) Warn(msg string, kv ...any)  { a.log(msg, kv) }
-
-func (a slogAdapter) log(msg string, kv []any) {
-	if a.l.Enabled(context.Background(), slog.LevelDebug) {
-		a.l.Debug("cakemail: "+msg, kv...)
-	}
-}
-
-// discardHandler is a silent slog handler (slog.DiscardHandler needs Go 1.24).
-type discardHandler struct{}
-
-func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
-func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discardHandler) WithGroup(string) slog.Handler           { return d }

@@ -52,13 +52,13 @@ func TestRetryAfterSaturates(t *testing.T) {
 func TestDefaultLimits(t *testing.T) {
 	c, err := NewClient(WithAccessToken("t"))
 	require.NoError(t, err)
-	assert.Equal(t, 30*time.Second, c.http.HTTPClient.Timeout)
+	assert.Equal(t, 30*time.Second, c.tr.http.HTTPClient.Timeout)
 	assert.Equal(t, int64(10<<20), c.maxBody)
 
 	own := &http.Client{}
 	c, err = NewClient(WithAccessToken("t"), WithHTTPClient(own))
 	require.NoError(t, err)
-	assert.Equal(t, 30*time.Second, c.http.HTTPClient.Timeout, "a client without a timeout gets the default")
+	assert.Equal(t, 30*time.Second, c.tr.http.HTTPClient.Timeout, "a client without a timeout gets the default")
 	assert.Zero(t, own.Timeout, "on a copy")
 }
 
