@@ -54,25 +54,30 @@ func ExampleRouter() {
 }
 
 func ExampleHandleData() {
+	router := webhooks.NewRouter()
+	// The fields of Email.Clicked data this handler needs, named as in the
+	// samples of cakemail-webhooks trigger; the others (contact_id, list_id,
+	// campaign_id, message_id) are left out.
 	type clicked struct {
 		Email string `json:"email"`
-		URL   string `json:"url"`
+		Link  string `json:"link"` // the clicked link
 	}
-	router := webhooks.NewRouter()
 	router.On(webhooks.EventEmailClicked, webhooks.HandleData(func(ctx context.Context, e *webhooks.Event, d clicked) error {
-		fmt.Println(d.Email, "clicked", d.URL)
+		fmt.Println(d.Email, "clicked", d.Link)
 		return nil
 	}))
 
 	// A queue worker runs the same routes with Dispatch.
-	event, err := webhooks.ParseEvent([]byte(`{"event":"Email.Clicked","data":{"email":"jane@example.com","url":"https://example.com/sale"}}`))
+	event, err := webhooks.ParseEvent([]byte(`{"event":"Email.Clicked","account_id":123,"created_on":1767268800,` +
+		`"data":{"email":"jane.doe@example.com","contact_id":501,"list_id":12,"campaign_id":790,` +
+		`"message_id":"msg_3f2a9c1d","link":"https://www.example.com/spring-sale"}}`))
 	if err != nil {
 		log.Fatal(err)
 	}
 	if err := router.Dispatch(context.Background(), event); err != nil {
 		log.Fatal(err)
 	}
-	// Output: jane@example.com clicked https://example.com/sale
+	// Output: jane.doe@example.com clicked https://www.example.com/spring-sale
 }
 
 func ExampleWithOnReject() {
