@@ -342,3 +342,51 @@ var uriChars = func() (set [utf8.RuneSelf]bool) {
 	}
 	return set
 }()
+
+// jsonProblem says why a delivery body is not the JSON expected without
+// quoting any of it: the body may hold personal data, and encoding/json's
+// messages quote a character or a number of it.
+func jsonProblem(err error) string {
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	var idErr idError
+	switch {
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("not valid JSON (at byte %d)", syntaxErr.Offset)
+	case errors.As(err, &typeErr):
+		kind, _, _ := strings.Cut(typeErr.Value, " ") // "number 1.5" quotes the number
+		if typeErr.Field == "" {
+			return "payload is a JSON " + kind + ", not an object"
+		}
+		return "field " + typeErr.Field + " is a JSON " + kind + ", not " + typeErr.Type.String()
+	case errors.As(err, &idErr):
+		return string(idErr)
+	}
+	return "not the JSON of an event"
+}
+
+// idError is an id of the wrong kind; it names the kind, never the value.
+type idError string
+
+func (e idError) Error() string { return string(e) }
+
+// jsonKind names the kind of a JSON value, to describe it without quoting it.
+func jsonKind(raw []byte) string {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}

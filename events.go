@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -344,11 +343,7 @@ type wireEventUser struct {
 func ParseEvent(payload []byte) (*Event, error) {
 	var w wireEvent
 	if err := json.Unmarshal(payload, &w); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field == "" {
-			return nil, fmt.Errorf("%w: payload is a JSON %s, not an object", ErrInvalidEvent, typeErr.Value)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		return nil, fmt.Errorf("%w: %s", ErrInvalidEvent, jsonProblem(err))
 	}
 	if w.Event == nil || *w.Event == "" {
 		return nil, fmt.Errorf("%w: no \"event\" field", ErrInvalidEvent)
@@ -436,7 +431,7 @@ func (n *flexInt) UnmarshalJSON(b []byte) error {
 	}
 	v, err := strconv.Atoi(strings.Trim(string(b), `"`))
 	if err != nil {
-		return fmt.Errorf("want an integer id, got %s", truncate(string(b), 32))
+		return idError("an id is " + jsonKind(b) + ", not an integer")
 	}
 	*n = flexInt(v)
 	return nil
@@ -459,15 +454,8 @@ func (s *flexString) UnmarshalJSON(b []byte) error {
 	}
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("want a string or number id, got %s", truncate(string(b), 32))
+		return idError("an id is " + jsonKind(b) + ", not a string or a number")
 	}
 	*s = flexString(n)
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -101,12 +101,13 @@ const DefaultMaxBodyBytes = 1 << 20
 // Verifier checks deliveries against one or more secrets. It is safe for
 // concurrent use and, once warm, Verify allocates nothing.
 type Verifier struct {
-	secrets   int // how many; the keys themselves live only inside the pooled HMACs
+	secrets   int // how many; the keys live only in closures: the pooled HMACs and diagnose
 	maxBody   int64
 	tolerance time.Duration
 	now       func() time.Time
 	onReject  func(*http.Request, error)
-	states    sync.Pool // of *verifyState
+	states    sync.Pool                                   // of *verifyState
+	diagnose  func(body []byte, h http.Header) *Diagnosis // for refusals only
 }
 
 // verifyState is one goroutine's scratch: an HMAC keyed with each secret, kept
@@ -160,8 +161,10 @@ func WithClock(now func() time.Time) VerifierOption {
 // start with "check your application logs". err says why and matches one of
 // ErrMissingSignature, ErrMalformedSignature, ErrSignatureMismatch,
 // ErrBodyTooLarge, ErrTooOld, ErrTooNew, ErrInvalidEvent or ErrUnreadableBody
-// with errors.Is; it never holds the signature, a MAC or a secret. The response
-// stays generic whatever fn does.
+// with errors.Is; it never holds the signature, a MAC, a secret or body text.
+// When the signature failed, errors.As(err, &d) with d a *Diagnosis says why
+// (see Diagnose); it is computed on that call, not before, since a 1 MiB body
+// costs tens of milliseconds. The response stays generic whatever fn does.
 func WithOnReject(fn func(r *http.Request, err error)) VerifierOption {
 	return func(v *Verifier) error {
 		if fn == nil {
@@ -196,6 +199,13 @@ func NewVerifier(secrets []string, opts ...VerifierOption) (*Verifier, error) {
 
 func newVerifier(keys [][]byte) *Verifier {
 	v := &Verifier{secrets: len(keys), maxBody: DefaultMaxBodyBytes, now: time.Now}
+	v.diagnose = func(body []byte, h http.Header) *Diagnosis {
+		secrets := make([]string, len(keys))
+		for i, k := range keys {
+			secrets[i] = string(k)
+		}
+		return Diagnose(body, h, secrets)
+	}
 	v.states.New = func() any {
 		st := &verifyState{macs: make([]hash.Hash, len(keys))}
 		for i, k := range keys {
@@ -262,7 +272,7 @@ func (v *Verifier) checkTimestamp(payload []byte) error {
 		Timestamp json.RawMessage `json:"timestamp"`
 	}
 	if err := json.Unmarshal(payload, &stamps); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		return fmt.Errorf("%w: %s", ErrInvalidEvent, jsonProblem(err))
 	}
 	at, err := eventTime(stamps.CreatedOn, stamps.Timestamp)
 	if err != nil {
@@ -309,7 +319,7 @@ func (v *Verifier) VerifyRequest(r *http.Request) ([]byte, error) {
 		return nil, ErrBodyTooLarge
 	}
 	if err := v.Verify(body, SignatureFromHeader(r.Header)); err != nil {
-		return nil, err
+		return nil, v.refusal(err, body, r)
 	}
 	return body, nil
 }
