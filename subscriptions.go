@@ -61,12 +61,22 @@ type Change struct {
 	Applied bool
 	// Err is why this change failed.
 	Err error
+	// DuplicateOf is, for an ActionArchive of a webhook that repeats a wanted
+	// event, the id of the webhook kept for that event; empty otherwise.
+	DuplicateOf string
 }
 
 // Apply makes the webhooks of sub.URL match sub: it creates the missing ones,
 // updates rate limits that differ, unarchives archived webhooks for wanted
 // events and, with opts.Prune, archives the URL's webhooks for events no longer
 // wanted. Running it twice changes nothing the second time.
+//
+// Runs for the same URL may overlap, and each may then create a webhook for
+// the same event. So after creating or unarchiving, Apply lists the URL's
+// webhooks again and, for each of those events, keeps the one listed first
+// (the API lists the oldest first) and archives the other active ones, as
+// ActionArchive changes with DuplicateOf set. Every run applies the same rule,
+// so however many overlap, each event ends with one active webhook.
 //
 // sub is checked before anything is sent: an unknown event name or a bad URL
 // is an error wrapping ErrInvalidParams. The returned changes describe every
@@ -98,6 +108,52 @@ func (c *Client) Apply(ctx context.Context, sub *Subscription, opts *ApplyOption
 		if err != nil {
 			ch.Err = err
 			return changes, applyError(sub.URL, changes, i)
+		}
+		ch.Webhook, ch.Applied = done, true
+	}
+	return c.archiveDuplicates(ctx, sub.URL, changes)
+}
+
+// archiveDuplicates lists the URL's webhooks again after changes and archives
+// the active duplicates of every event a change created or unarchived, which
+// a run overlapping this one may have made too. The rule of pickWebhook, the
+// first active one in list order, is the same for every run, so two runs never
+// keep different webhooks for one event.
+func (c *Client) archiveDuplicates(ctx context.Context, rawURL string, changes []Change) ([]Change, error) {
+	var check []EventType
+	for _, ch := range changes {
+		if ch.Applied && (ch.Action == ActionCreate || ch.Action == ActionUnarchive) && !slices.Contains(check, ch.Event) {
+			check = append(check, ch.Event)
+		}
+	}
+	if len(check) == 0 {
+		return changes, nil
+	}
+	hooks, err := c.webhooksFor(ctx, rawURL, true)
+	if err != nil {
+		return changes, fmt.Errorf("webhooks: apply %s: every change was made, but listing the webhooks again to find duplicates made by another run failed: %w",
+			redactURL(rawURL), err)
+	}
+	byEvent := make(map[EventType][]*Webhook)
+	for _, w := range hooks {
+		t := canonicalEventType(string(w.Event))
+		byEvent[t] = append(byEvent[t], w)
+	}
+	first := len(changes)
+	for _, event := range check {
+		keep := pickWebhook(byEvent[event])
+		for _, w := range byEvent[event] {
+			if w != keep && w.Status == StatusActive {
+				changes = append(changes, Change{Action: ActionArchive, Event: event, Webhook: w, DuplicateOf: keep.ID})
+			}
+		}
+	}
+	for i := first; i < len(changes); i++ {
+		ch := &changes[i]
+		done, err := c.Archive(ctx, ch.Webhook.ID)
+		if err != nil {
+			ch.Err = err
+			return changes, applyError(rawURL, changes, i)
 		}
 		ch.Webhook, ch.Applied = done, true
 	}
@@ -187,7 +243,7 @@ func plan(want *wantedState, existing []*Webhook, prune bool) []Change {
 		}
 		for _, extra := range hooks {
 			if extra != keep && extra.Status == StatusActive && prune {
-				archivals = append(archivals, Change{Action: ActionArchive, Event: event, Webhook: extra})
+				archivals = append(archivals, Change{Action: ActionArchive, Event: event, Webhook: extra, DuplicateOf: keep.ID})
 			}
 		}
 	}
@@ -202,7 +258,8 @@ func plan(want *wantedState, existing []*Webhook, prune bool) []Change {
 }
 
 // pickWebhook chooses which of an event's webhooks to keep: the first active
-// one, or else the most recently archived.
+// one in list order, which is the oldest, or else the most recently archived
+// (the first listed of those archived in the same second).
 func pickWebhook(hooks []*Webhook) *Webhook {
 	var best *Webhook
 	for _, w := range hooks {

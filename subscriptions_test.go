@@ -394,3 +394,98 @@ func TestWebhookJSONRoundTrip(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(`{"id":"X","archived_at":null}`), &w), "the guides show the server sending null")
 	assert.True(t, w.ArchivedAt.IsZero())
 }
+
+// createBarrier holds each POST /webhooks until n have arrived, one generation
+// after the other, so that n overlapping runs all list before any creates, and
+// all create before any lists again: the race at its worst.
+type createBarrier struct {
+	n     int
+	mu    sync.Mutex
+	seen  int
+	gates map[int]chan struct{}
+}
+
+func (b *createBarrier) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && r.URL.Path == "/webhooks" {
+		b.mu.Lock()
+		gen := b.seen / b.n
+		b.seen++
+		if b.gates == nil {
+			b.gates = map[int]chan struct{}{}
+		}
+		gate, ok := b.gates[gen]
+		if !ok {
+			gate = make(chan struct{})
+			b.gates[gen] = gate
+		}
+		if b.seen == (gen+1)*b.n {
+			close(gate)
+		}
+		b.mu.Unlock()
+		select {
+		case <-gate:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestOverlappingAppliesConverge(t *testing.T) {
+	srv := newFake(t)
+	const runs, url = 5, "https://example.com/hooks"
+	barrier := &createBarrier{n: runs}
+	clients := make([]*webhooks.Client, runs)
+	for i := range clients {
+		clients[i] = fakeClient(t, srv, webhooks.WithHTTPClient(&http.Client{Transport: barrier}))
+	}
+	sub := &webhooks.Subscription{URL: url, Events: []webhooks.EventType{webhooks.EventEmailOpened, webhooks.EventEmailClicked}}
+	results := make([][]webhooks.Change, runs)
+	errs := make([]error, runs)
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = clients[i].Apply(context.Background(), sub, nil)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.Equal(t, 2*runs, barrier.seen, "every run created both webhooks: the race happened")
+
+	client := fakeClient(t, srv)
+	want := map[webhooks.EventType]string{webhooks.EventEmailOpened: "50/second", webhooks.EventEmailClicked: "50/second"}
+	assert.Equal(t, want, active(t, client, url), "one active webhook per event")
+
+	// The one kept is the oldest, the first listed; every run named it.
+	kept := map[webhooks.EventType]string{}
+	for w, err := range client.All(context.Background(), &webhooks.ListOptions{WithArchived: true}) {
+		require.NoError(t, err)
+		if _, ok := kept[w.Event]; !ok {
+			kept[w.Event] = w.ID
+			assert.Equal(t, webhooks.StatusActive, w.Status, "the oldest %s webhook is kept", w.Event)
+		}
+	}
+	archived := map[string]bool{}
+	for _, changes := range results {
+		assert.Equal(t, []string{"create Email.Opened", "create Email.Clicked"}, actions(changes)[:2])
+		for _, ch := range changes[2:] {
+			// Each run archives the duplicates still active when it lists again.
+			assert.Equal(t, webhooks.ActionArchive, ch.Action)
+			assert.True(t, ch.Applied)
+			assert.Equal(t, kept[ch.Event], ch.DuplicateOf)
+			assert.NotEqual(t, kept[ch.Event], ch.Webhook.ID)
+			archived[ch.Webhook.ID] = true
+		}
+	}
+	assert.Len(t, archived, 2*(runs-1), "every duplicate was archived by some run")
+
+	// Converged: another run changes nothing, and Prune would archive nothing.
+	before := writes(srv)
+	changes, err := client.Apply(context.Background(), sub, &webhooks.ApplyOptions{Prune: true})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"unchanged Email.Opened", "unchanged Email.Clicked"}, actions(changes))
+	assert.Equal(t, before, writes(srv))
+}
