@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -86,12 +88,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready ...
 		fmt.Fprintln(stdout, "  logging one line per API request and per delivery to stderr (-quiet to silence)")
 	}
 	fmt.Fprintf(stdout, "  trigger deliveries: POST %s/_fake/trigger {\"event\": \"Email.Opened\", \"data\": {}}\n", srv.URL)
+	fmt.Fprintln(stdout, "Point cakemail-webhooks at it with:")
+	fmt.Fprintln(stdout, exportLine(srv.URL, *username, *password))
+	for _, name := range []string{"CAKEMAIL_ACCESS_TOKEN", "CAKEMAIL_ACCOUNT_ID"} {
+		if os.Getenv(name) != "" {
+			fmt.Fprintf(stdout, "  and unset %s, set in this shell: cakemail-webhooks would use it instead\n", name)
+		}
+	}
 	for _, ch := range ready {
 		ch <- srv
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "Stopping.")
 	return 0
+}
+
+// exportLine is the shell line that points cakemail-webhooks at the fake.
+func exportLine(baseURL, username, password string) string {
+	return "export CAKEMAIL_BASE_URL=" + shellQuote(baseURL) + " CAKEMAIL_USERNAME=" + shellQuote(username) +
+		" CAKEMAIL_PASSWORD=" + shellQuote(password)
+}
+
+// plainShellWord is what a shell reads as one word, unchanged, without quotes.
+var plainShellWord = regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`)
+
+// shellQuote makes s one shell word that reads back as s.
+func shellQuote(s string) string {
+	if plainShellWord.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // compactLog drops the level, always info, and keeps the time of day only.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +165,62 @@ func TestBannerNamesEveryUserAndQuietSilencesTheLog(t *testing.T) {
 		cancel()
 		assert.Equal(t, 0, <-exited)
 		assert.Empty(t, stderr.String(), "-quiet: no log lines")
+	}
+}
+
+// TestBannerPrintsTheLineThatPointsTheCLIAtIt: the export line, read back by a
+// shell, gives the fake's URL and a user that can log in, whatever the quoting.
+func TestBannerPrintsTheLineThatPointsTheCLIAtIt(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh to read the line back")
+	}
+	for _, tc := range []struct {
+		args           []string
+		user, password string
+		tokenSet       bool
+	}{
+		{[]string{"-user", "dev@example.com", "-password", "secret"}, "dev@example.com", "secret", false},
+		{nil, webhookstest.DefaultUsername, webhookstest.DefaultPassword, true},
+		{[]string{"-user", "o'brien@example.com", "-password", `it's a $ecret; "quoted" \ and spaces`}, "o'brien@example.com", `it's a $ecret; "quoted" \ and spaces`, false},
+	} {
+		if tc.tokenSet {
+			t.Setenv("CAKEMAIL_ACCESS_TOKEN", "a-token-from-elsewhere")
+		} else {
+			t.Setenv("CAKEMAIL_ACCESS_TOKEN", "")
+		}
+		t.Setenv("CAKEMAIL_ACCOUNT_ID", "")
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan *webhookstest.Server, 1)
+		var stdout, stderr testutil.SyncBuffer
+		exited := make(chan int, 1)
+		go func() {
+			exited <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-quiet"}, tc.args...), &stdout, &stderr, ready)
+		}()
+		srv := <-ready
+		banner := stdout.String()
+		var line string
+		for _, l := range strings.Split(banner, "\n") {
+			if strings.HasPrefix(l, "export ") {
+				line = l
+			}
+		}
+		require.NotEmpty(t, line, banner)
+		assert.Contains(t, banner, "Point cakemail-webhooks at it with:\n"+line+"\n")
+		if tc.tokenSet {
+			assert.Contains(t, banner, "unset CAKEMAIL_ACCESS_TOKEN")
+		} else {
+			assert.NotContains(t, banner, "unset")
+		}
+
+		out, err := exec.Command(sh, "-c", line+`; printf '%s\n%s\n%s' "$CAKEMAIL_BASE_URL" "$CAKEMAIL_USERNAME" "$CAKEMAIL_PASSWORD"`).Output()
+		require.NoError(t, err, line)
+		assert.Equal(t, []string{srv.URL, tc.user, tc.password}, strings.SplitN(string(out), "\n", 3), line)
+		resp, err := http.PostForm(srv.URL+"/token", url.Values{"grant_type": {"password"}, "username": {tc.user}, "password": {tc.password}})
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "the exported user can log in")
+		cancel()
+		assert.Equal(t, 0, <-exited)
 	}
 }

@@ -30,15 +30,15 @@ func TestStopsCleanlyOnSignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-addr", "127.0.0.1:0")
-			cmd.Env = append(os.Environ(), runMainEnv+"=1")
+			cmd.Env = append(os.Environ(), runMainEnv+"=1", "CAKEMAIL_ACCESS_TOKEN=", "CAKEMAIL_ACCOUNT_ID=")
 			stdout, err := cmd.StdoutPipe()
 			require.NoError(t, err)
 			require.NoError(t, cmd.Start())
 			lines := bufio.NewScanner(stdout)
 			require.True(t, lines.Scan())
 			require.True(t, strings.HasPrefix(lines.Text(), "Fake Cakemail API listening at http://127.0.0.1:"), lines.Text())
-			for lines.Scan() { // the banner ends with the trigger route
-				if strings.Contains(lines.Text(), "_fake/trigger") {
+			for lines.Scan() { // the banner ends with the line that points the CLI at the fake
+				if strings.HasPrefix(lines.Text(), "export CAKEMAIL_BASE_URL=") {
 					break
 				}
 			}
