@@ -44,11 +44,19 @@ apply, to change a secret use rotate.`,
 			}},
 		{name: "archive", args: "<id>", summary: "Stop a webhook's deliveries (the API has no delete).", run: runArchive},
 		{name: "unarchive", args: "<id>", summary: "Resume an archived webhook's deliveries.", run: runUnarchive},
+		{name: "delete", args: "<id>", summary: "Archive a webhook: Cakemail cannot delete webhooks.", run: runDelete,
+			help: `Cakemail's API has no delete: the webhook is archived, which stops its
+deliveries and keeps it, and cakemail-webhooks unarchive <id> brings it back.`,
+			flags: func(c *invocation) {
+				c.boolFlag(&c.force, "", "force", "accepted for Cakemail's CLI guide; archiving asks for no confirmation")
+			}},
 		{name: "apply", summary: "Make a URL's webhooks match a set of events and a rate limit.", run: runApply,
 			help: `Creates the missing webhooks, updates rate limits that differ, unarchives
 archived webhooks that are wanted and, with --prune, archives the URL's
-webhooks for events no longer listed. A second run changes nothing. Prints
-what was done to each webhook, or with --dry-run what would be.`,
+webhooks for events no longer listed. A second run changes nothing, and runs
+at once for one URL end with one active webhook per event: after creating, each
+lists again and archives the duplicates, keeping the oldest. Prints what was
+done to each webhook, or with --dry-run what would be.`,
 			flags: func(c *invocation) {
 				c.stringFlag(&c.url, "u", "url", "", "endpoint URL (https)")
 				c.listFlag(&c.events, "e", "events", "events, comma-separated or repeated")
@@ -391,6 +399,26 @@ func runArchive(ctx context.Context, a *app, c *invocation) error {
 
 func runUnarchive(ctx context.Context, a *app, c *invocation) error {
 	return archiveOrUnarchive(ctx, a, c, (*webhooks.Client).Unarchive, "unarchived")
+}
+
+// runDelete archives, the only way the API retires a webhook, so that the
+// guide's "webhooks delete <id> --force" does what its user wants.
+func runDelete(ctx context.Context, a *app, c *invocation) error {
+	id, err := c.oneArg("webhook id")
+	if err != nil {
+		return err
+	}
+	client, err := a.client(c)
+	if err != nil {
+		return err
+	}
+	hook, err := client.Archive(ctx, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stderr, "Cakemail cannot delete webhooks: webhook %s is archived instead and gets no more deliveries. To bring it back: cakemail-webhooks unarchive %s\n",
+		hook.ID, shellQuote(hook.ID))
+	return writeOne(a.stdout, c.format, hook, "archived")
 }
 
 func archiveOrUnarchive(ctx context.Context, a *app, c *invocation,

@@ -27,6 +27,8 @@ type deliveryResult struct {
 	Event      webhooks.EventType `json:"event"`
 	StatusCode int                `json:"status_code"`
 	LatencyMS  float64            `json:"latency_ms"`
+	// RedirectHost is where a 3xx answer pointed; the redirect is never followed.
+	RedirectHost string `json:"redirect_host,omitempty"`
 }
 
 // runTest sends what Cakemail would: the API's payload shape, signed with the
@@ -57,8 +59,6 @@ func runTest(ctx context.Context, a *app, c *invocation) error {
 	if hook.Secret == "" {
 		return fmt.Errorf("webhook %s has no signing secret to sign with", hook.ID)
 	}
-	a.errOut.hide(hook.Secret)
-	a.hideURLPassword(hook.URL)
 	data := sampleData(event)
 	data["test"] = true
 	data["webhook_id"] = hook.ID
@@ -86,16 +86,12 @@ func runTrigger(ctx context.Context, a *app, c *invocation) error {
 	if c.url == "" {
 		return usagef("--url URL is required: where to send the delivery")
 	}
-	a.hideURLPassword(c.url)
 	if u, err := url.Parse(c.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return usagef("%s %s is not an http or https URL", c.spelled("url"), shownURL(c.url))
 	}
-	secret, err := a.secretFlag(c)
+	secrets, err := a.signingSecrets(c)
 	if err != nil {
 		return err
-	}
-	if strings.Contains(secret, ",") {
-		return usagef("%s holds several secrets; trigger signs with one", c.secretName())
 	}
 	shape := strings.ToLower(c.shape)
 	if shape != "api" && shape != "guide" {
@@ -125,14 +121,45 @@ func runTrigger(ctx context.Context, a *app, c *invocation) error {
 	if err != nil {
 		return err
 	}
-	header, signature := webhooks.SignatureHeader, webhooks.Sign(payload, secret)
+	header, sign := webhooks.SignatureHeader, webhooks.Sign
 	if c.hex {
-		header, signature = webhooks.LegacySignatureHeader, webhooks.SignHex(payload, secret)
+		header, sign = webhooks.LegacySignatureHeader, webhooks.SignHex
 	}
-	return a.deliver(ctx, c, &deliveryResult{URL: c.url, Event: event}, payload, header, signature)
+	signatures := make([]string, len(secrets))
+	for i, secret := range secrets {
+		signatures[i] = sign(payload, secret)
+	}
+	return a.deliver(ctx, c, &deliveryResult{URL: c.url, Event: event}, payload, header, strings.Join(signatures, ","))
 }
 
-// secretFlag returns -s, or else $CAKEMAIL_WEBHOOK_SECRET, and keeps it off stderr.
+// maxSignatures is how many values of one signature header a verifier reads.
+const maxSignatures = 8
+
+// signingSecrets are the comma-separated secrets of -s (or
+// $CAKEMAIL_WEBHOOK_SECRET), as secrets --env prints them: trigger signs with
+// each, one value per secret in one header, as Cakemail does during a rotation.
+func (a *app) signingSecrets(c *invocation) ([]string, error) {
+	secret, err := a.secretFlag(c)
+	if err != nil {
+		return nil, err
+	}
+	var secrets []string
+	for _, s := range strings.Split(secret, ",") {
+		if s = strings.TrimSpace(s); s != "" && !containsString(secrets, s) {
+			secrets = append(secrets, s)
+		}
+	}
+	if len(secrets) == 0 {
+		return nil, usagef("%s holds no secret, only commas", c.secretName())
+	}
+	if len(secrets) > maxSignatures {
+		return nil, usagef("%s holds %d secrets; a signature header carries at most %d", c.secretName(), len(secrets), maxSignatures)
+	}
+	return secrets, nil
+}
+
+// secretFlag returns -s, or else $CAKEMAIL_WEBHOOK_SECRET. No message of the
+// command holds it, and it is never sent anywhere an answer could echo it.
 func (a *app) secretFlag(c *invocation) (string, error) {
 	secret := c.secret
 	if !c.given("secret") {
@@ -140,9 +167,6 @@ func (a *app) secretFlag(c *invocation) (string, error) {
 	}
 	if strings.TrimSpace(secret) == "" {
 		return "", usagef("-s SECRET (or CAKEMAIL_WEBHOOK_SECRET) is required")
-	}
-	for _, s := range strings.Split(secret, ",") {
-		a.errOut.hide(strings.TrimSpace(s))
 	}
 	return secret, nil
 }
@@ -196,10 +220,19 @@ func (a *app) deliver(ctx context.Context, c *invocation, result *deliveryResult
 	resp.Body.Close()
 	result.StatusCode = resp.StatusCode
 	result.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+	status := resp.Status
+	if isRedirect(resp.StatusCode) {
+		result.RedirectHost = redirectHost(resp)
+		status += " (" + redirectNote(result.RedirectHost) + ")"
+	}
 	if c.format == "json" {
 		err = writeJSON(a.stdout, result)
 	} else {
-		_, err = fmt.Fprintf(a.stdout, "%s delivery to %s: %s in %.1f ms\n", result.Event, shownURL(result.URL), resp.Status, result.LatencyMS)
+		_, err = fmt.Fprintf(a.stdout, "%s delivery to %s: %s in %.1f ms\n", result.Event, shownURL(result.URL), status, result.LatencyMS)
+	}
+	if err == nil && isRedirect(resp.StatusCode) {
+		return fmt.Errorf("the receiver answered %s, %s: a signed delivery is never sent on to another address; give the final URL instead",
+			resp.Status, redirectNote(result.RedirectHost))
 	}
 	if err == nil && (resp.StatusCode < 200 || resp.StatusCode > 299) {
 		err = fmt.Errorf("the receiver answered %s", resp.Status)
@@ -208,6 +241,30 @@ func (a *app) deliver(ctx context.Context, c *invocation, result *deliveryResult
 		}
 	}
 	return err
+}
+
+func isRedirect(status int) bool { return status >= 300 && status <= 399 }
+
+// redirectHost is the host a redirect points to, never its user, path or query;
+// empty when it has no Location.
+func redirectHost(resp *http.Response) string {
+	loc := resp.Header.Get("Location")
+	if loc == "" {
+		return ""
+	}
+	u, err := resp.Request.URL.Parse(loc)
+	if err != nil || u.Host == "" {
+		return "(unreadable Location)"
+	}
+	return u.Host
+}
+
+// redirectNote says where a redirect that was not followed pointed.
+func redirectNote(host string) string {
+	if host == "" {
+		return "a redirect with no Location, not followed"
+	}
+	return "redirect to " + host + ", not followed"
 }
 
 // firstLine is the start of a receiver's answer, short enough for one line.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -231,7 +232,8 @@ func TestTrigger(t *testing.T) {
 			{[]string{"trigger", "email.opened", "-s", secret}, "--url URL is required"},
 			{[]string{"trigger", "email.opened", "-u", "localhost:8080/hook", "-s", secret}, "-u localhost:8080/hook is not an http or https URL"},
 			{[]string{"trigger", "email.opened", "-u", rc.URL}, "-s SECRET (or CAKEMAIL_WEBHOOK_SECRET) is required"},
-			{[]string{"trigger", "email.opened", "-u", rc.URL, "-s", "one-secret,two-secret"}, "-s holds several secrets; trigger signs with one"},
+			{[]string{"trigger", "email.opened", "-u", rc.URL, "-s", " , ,"}, "-s holds no secret, only commas"},
+			{[]string{"trigger", "email.opened", "-u", rc.URL, "-s", "s1-two-secret,s2xx,s3xx,s4xx,s5xx,s6xx,s7xx,s8xx,s9xx"}, "-s holds 9 secrets; a signature header carries at most 8"},
 			{[]string{"trigger", "email.opened", "-u", rc.URL, "-s", secret, "--shape", "stripe"}, `--shape must be api or guide, not "stripe"`},
 			{[]string{"trigger", "email.opened", "-u", rc.URL, "-s", secret, "--data", `[1, 2]`}, "--data must be a JSON object"},
 			{[]string{"trigger", "email.opened", "-u", rc.URL, "-s", secret, "-d", `{"email":`}, "-d must be a JSON object"},
@@ -378,4 +380,84 @@ func TestListenUsage(t *testing.T) {
 	res := c.run("listen", "-s", "k3y-value", "--addr", taken.addr)
 	assert.Equal(t, exitFailure, res.code)
 	assert.Contains(t, res.stderr, "cannot listen on "+taken.addr)
+}
+
+// TestTriggerSignsWithEverySecret: the list secrets --env prints signs the
+// delivery once per secret, as during a rotation, and a receiver that has any
+// one of them accepts it.
+func TestTriggerSignsWithEverySecret(t *testing.T) {
+	c := newCLI(t)
+	rc := newReceiver(t, http.StatusOK)
+	last := func() ([]byte, http.Header) {
+		bodies, headers := rc.got()
+		return bodies[len(bodies)-1], headers[len(headers)-1]
+	}
+
+	c.ok("trigger", "email.opened", "-u", rc.URL, "--secret", "old-secret-1, new-secret-2,old-secret-1")
+	body, h := last()
+	assert.Equal(t, webhooks.Sign(body, "old-secret-1")+","+webhooks.Sign(body, "new-secret-2"), h.Get(webhooks.SignatureHeader),
+		"one value per secret, repeats dropped, in one header")
+	for _, secret := range []string{"old-secret-1", "new-secret-2"} {
+		assert.NoError(t, webhooks.Verify(body, h.Get(webhooks.SignatureHeader), secret), secret)
+	}
+	assert.ErrorIs(t, webhooks.Verify(body, h.Get(webhooks.SignatureHeader), "another-secret"), webhooks.ErrSignatureMismatch)
+
+	t.Setenv("CAKEMAIL_WEBHOOK_SECRET", "old-secret-1,new-secret-2") // as secrets --env prints it
+	c.ok("trigger", "email.clicked", "-u", rc.URL, "--hex")
+	body, h = last()
+	assert.Equal(t, webhooks.SignHex(body, "old-secret-1")+","+webhooks.SignHex(body, "new-secret-2"), h.Get(webhooks.LegacySignatureHeader))
+	assert.NoError(t, webhooks.Verify(body, h.Get(webhooks.LegacySignatureHeader), "new-secret-2"))
+
+	// A receiver that has only the new secret accepts it.
+	l := c.start("listen", "-s", "new-secret-2", "--addr", "127.0.0.1:0")
+	res := c.ok("trigger", "email.opened", "-u", "http://"+l.addr+"/", "-s", "old-secret-1,new-secret-2")
+	assert.Contains(t, res.stdout, "204 No Content")
+	require.Len(t, l.lines(t), 1)
+}
+
+// redirector answers every request with status and a Location on target.
+func redirector(t *testing.T, status int, target string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		http.Redirect(w, r, target, status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestDeliveriesFollowNoRedirect: a signed body never goes anywhere the user
+// did not name; the 3xx is the result, with where it pointed.
+func TestDeliveriesFollowNoRedirect(t *testing.T) {
+	c := newCLI(t)
+	other := newReceiver(t, http.StatusOK)
+	otherHost := strings.TrimPrefix(other.URL, "http://")
+
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		first := redirector(t, status, other.URL+"/stolen?token=abc123")
+		res := c.run("trigger", "email.opened", "-u", first.URL+"/hook", "-s", "redirect-secret", "-v")
+		assert.Equal(t, exitFailure, res.code, status)
+		line := strconv.Itoa(status) + " " + http.StatusText(status) + " (redirect to " + otherHost + ", not followed)"
+		assert.Contains(t, res.stdout, "Email.Opened delivery to "+first.URL+"/hook: "+line, status)
+		assert.Contains(t, res.stderr, "cakemail-webhooks: trigger: the receiver answered "+strconv.Itoa(status)+" "+http.StatusText(status)+
+			", redirect to "+otherHost+", not followed: a signed delivery is never sent on to another address", status)
+		assert.NotContains(t, res.stdout+res.stderr, "abc123", "the host only: not the Location's path or query")
+		assert.Equal(t, 1, strings.Count(res.stderr, "debug: POST /hook"), "one exchange, no second one")
+	}
+	first := redirector(t, http.StatusTemporaryRedirect, other.URL+"/stolen")
+	var v deliveryResult
+	res := c.run("trigger", "email.opened", "-u", first.URL, "-s", "redirect-secret", "-f", "json")
+	assert.Equal(t, exitFailure, res.code)
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &v))
+	assert.Equal(t, http.StatusTemporaryRedirect, v.StatusCode)
+	assert.Equal(t, otherHost, v.RedirectHost)
+
+	// listen --forward-to passes nothing on past a redirect either.
+	l := c.start("listen", "-s", "redirect-secret", "--addr", "127.0.0.1:0", "--forward-to", first.URL+"/mine")
+	res = c.run("trigger", "email.opened", "-u", "http://"+l.addr+"/", "-s", "redirect-secret")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stdout, "307 Temporary Redirect", "the sender gets the 3xx")
+	assert.Contains(t, l.stderr.String(), "forwarded Email.Opened to "+first.URL+"/mine: 307 Temporary Redirect (redirect to "+otherHost+", not followed)")
+
+	bodies, _ := other.got()
+	assert.Empty(t, bodies, "the other host received nothing")
 }

@@ -22,7 +22,7 @@ type invocation struct {
 	debug  bool
 
 	limit, page, rateLimit                                   int
-	archived, prune, dryRun, env, archiveOld, hex            bool
+	archived, prune, dryRun, env, archiveOld, hex, force     bool
 	url, period, event, signature, name, secret, data, shape string
 	addr, forwardTo                                          string
 	events                                                   []string // every -e, in order

@@ -46,7 +46,6 @@ func runListen(ctx context.Context, a *app, c *invocation) error {
 		return err
 	}
 	if c.forwardTo != "" {
-		a.hideURLPassword(c.forwardTo)
 		if u, err := url.Parse(c.forwardTo); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return usagef("%s %s is not an http or https URL", c.spelled("forward-to"), shownURL(c.forwardTo))
 		}
@@ -147,8 +146,18 @@ func (l *listener) forwardTo(w http.ResponseWriter, r *http.Request, event webho
 		return
 	}
 	defer resp.Body.Close()
-	fmt.Fprintf(l.a.stderr, "forwarded %s to %s: %s in %.1f ms\n", event, shownURL(l.forward), resp.Status,
-		float64(time.Since(start).Microseconds())/1000)
+	took := float64(time.Since(start).Microseconds()) / 1000
+	if isRedirect(resp.StatusCode) {
+		// The client follows no redirect: the signed body goes nowhere else.
+		// The sender gets the 3xx, without its Location, and why.
+		note := redirectNote(redirectHost(resp))
+		fmt.Fprintf(l.a.stderr, "forwarded %s to %s: %s (%s) in %.1f ms\n", event, shownURL(l.forward), resp.Status, note, took)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(resp.StatusCode)
+		fmt.Fprintf(w, "the handler answered %s (%s): a signed delivery is never sent on to another address\n", resp.Status, note)
+		return
+	}
+	fmt.Fprintf(l.a.stderr, "forwarded %s to %s: %s in %.1f ms\n", event, shownURL(l.forward), resp.Status, took)
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		w.Header().Set("Content-Type", ct)
 	}

@@ -62,8 +62,8 @@ type app struct {
 	apiTransport   http.RoundTripper // for API calls; nil means a clone of http.DefaultTransport
 	listening      chan<- string     // listen sends its address here once it accepts deliveries
 
-	debug  bool // -v before the command
-	errOut *redactingWriter
+	debug  bool            // -v before the command
+	creds  *credentials    // what to mask in text the command did not write
 	apiLog *debugTransport // the API client's exchanges, once one is made
 }
 
@@ -98,9 +98,9 @@ func lookupCommand(name string) *command {
 }
 
 func (a *app) run(ctx context.Context, args []string) int {
-	a.errOut = &redactingWriter{w: a.stderr}
-	a.stderr = a.errOut
-	a.hideEnvironmentSecrets()
+	a.stderr = &lockedWriter{w: a.stderr}
+	a.creds = &credentials{}
+	a.knowEnvironmentSecrets()
 
 	// What may precede the command: Cakemail's "webhooks" word and -v.
 	for len(args) > 0 {
@@ -126,10 +126,6 @@ func (a *app) run(ctx context.Context, args []string) int {
 		args[0] = "version"
 	}
 	name := args[0]
-	if name == "delete" {
-		fmt.Fprintln(a.stderr, "cakemail-webhooks: delete: the Cakemail API cannot delete webhooks; archive it instead: cakemail-webhooks archive <id> (unarchive brings it back)")
-		return exitUsage
-	}
 	cmd := lookupCommand(name)
 	if cmd == nil {
 		fmt.Fprintf(a.stderr, "cakemail-webhooks: unknown command %q; run cakemail-webhooks help for the list\n", name)
@@ -212,7 +208,7 @@ func (a *app) printUsage(w io.Writer) {
 	fmt.Fprintln(w, "-v (--debug: one stderr line per HTTP exchange) and -h.")
 	fmt.Fprintln(w, "Credentials: CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD;")
 	fmt.Fprintln(w, "optional CAKEMAIL_BASE_URL, CAKEMAIL_ACCOUNT_ID. trigger, listen, verify, events and version need none.")
-	fmt.Fprintln(w, "Webhooks cannot be deleted through the API: archive them.")
+	fmt.Fprintln(w, "Webhooks cannot be deleted through the API: delete archives them, unarchive brings them back.")
 }
 
 // credentialError is a missing or half-set login, in the words of the environment.
@@ -221,31 +217,11 @@ type credentialError struct{ msg string }
 func (e *credentialError) Error() string { return e.msg }
 func (e *credentialError) Unwrap() error { return webhooks.ErrNoCredentials }
 
-// hideEnvironmentSecrets makes sure the credentials of the environment, and a
-// password inside CAKEMAIL_BASE_URL, never reach stderr.
-func (a *app) hideEnvironmentSecrets() {
-	a.errOut.hide(os.Getenv("CAKEMAIL_ACCESS_TOKEN"), os.Getenv("CAKEMAIL_PASSWORD"))
-	a.hideURLPassword(os.Getenv("CAKEMAIL_BASE_URL"))
-}
-
-// hideURLPassword keeps the password of rawURL, if it holds one, off stderr.
-func (a *app) hideURLPassword(rawURL string) {
-	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			a.errOut.hide(pw)
-		}
-		return
-	}
-	// Unparsable: hide whatever stands between the scheme and the last '@'.
-	if at := strings.LastIndex(rawURL, "@"); at > 0 {
-		userinfo := rawURL[:at]
-		if i := strings.Index(userinfo, "://"); i >= 0 {
-			userinfo = userinfo[i+3:]
-		}
-		if _, pw, ok := strings.Cut(userinfo, ":"); ok {
-			a.errOut.hide(pw)
-		}
-	}
+// knowEnvironmentSecrets records the credentials of the environment, and a
+// password inside CAKEMAIL_BASE_URL, so that no echo of them is printed.
+func (a *app) knowEnvironmentSecrets() {
+	a.creds.add(os.Getenv("CAKEMAIL_ACCESS_TOKEN"), os.Getenv("CAKEMAIL_PASSWORD"))
+	a.creds.addURLPassword(os.Getenv("CAKEMAIL_BASE_URL"))
 }
 
 // shownURL is rawURL fit for a message: its password, if any, masked.
@@ -293,10 +269,14 @@ func (a *app) client(c *invocation) (*webhooks.Client, error) {
 	default:
 		return nil, &credentialError{"no credentials. Set CAKEMAIL_ACCESS_TOKEN, or CAKEMAIL_USERNAME and CAKEMAIL_PASSWORD."}
 	}
+	a.creds.addURLPassword(c.url)
 	transport := a.apiTransport
 	if transport == nil {
 		transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
+	// The API's error answers are the one place the server may echo what it
+	// was sent: the password of a login form, a token, a webhook URL's password.
+	transport = &echoMaskingTransport{next: transport, creds: a.creds}
 	var log io.Writer
 	if c.debug {
 		log = a.stderr
@@ -316,17 +296,19 @@ func (a *app) client(c *invocation) (*webhooks.Client, error) {
 // sdkBaseURL is how the SDK names the option CAKEMAIL_BASE_URL feeds.
 var sdkBaseURL = regexp.MustCompile(`WithBaseURL(\("[^"]*"\))?`)
 
-// deliveryClient is the HTTP client for deliveries, logging them under -v.
+// deliveryClient is the HTTP client for deliveries, logging them under -v. It
+// never follows a redirect: that would send the signed body, and its
+// signature, to an address the user never gave. The 3xx is the answer.
 func (a *app) deliveryClient(c *invocation) *http.Client {
-	if !c.debug {
-		return a.httpClient
-	}
 	hc := *a.httpClient
-	next := hc.Transport
-	if next == nil {
-		next = http.DefaultTransport
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if c.debug {
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		hc.Transport = newDebugTransport(next, a.stderr)
 	}
-	hc.Transport = newDebugTransport(next, a.stderr)
 	return &hc
 }
 
@@ -344,43 +326,14 @@ func runVersion(_ context.Context, a *app, c *invocation) error {
 	return err
 }
 
-// minHiddenLength is the shortest secret masked: masking a one- or two-letter
-// "secret" would garble every message and protect nothing.
-const minHiddenLength = 4
-
-// redactingWriter is stderr with every secret the command knows masked, and
-// writes from concurrent handlers kept whole.
-type redactingWriter struct {
-	mu      sync.Mutex
-	w       io.Writer
-	secrets []string
+// lockedWriter keeps the writes of concurrent handlers (listen's) whole.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
 }
 
-func (r *redactingWriter) hide(secrets ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range secrets {
-		if len(s) < minHiddenLength {
-			continue
-		}
-		r.secrets = append(r.secrets, s)
-		// The forms a secret takes inside a URL or a form body.
-		if e := url.QueryEscape(s); e != s {
-			r.secrets = append(r.secrets, e)
-		}
-		if e := url.PathEscape(s); e != s {
-			r.secrets = append(r.secrets, e)
-		}
-	}
-}
-
-func (r *redactingWriter) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := string(p)
-	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, "[hidden]")
-	}
-	_, err := io.WriteString(r.w, s)
-	return len(p), err
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

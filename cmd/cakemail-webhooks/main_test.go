@@ -265,16 +265,53 @@ func TestCreateSeveralEvents(t *testing.T) {
 
 func TestCreatePartialFailureNamesWhatWasCreated(t *testing.T) {
 	c := newCLI(t)
-	// campaign.completed is Campaign.Sent, an event of the guide that the API rejects.
-	res := c.run("create", "-u", "https://example.com/hooks", "-e", "email.opened,campaign.completed")
+	posts := 0
+	c.beforeAPI = func(r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/webhooks" {
+			if posts++; posts == 2 {
+				c.srv.FailNext(1, http.StatusInternalServerError, 0)
+			}
+		}
+	}
+	res := c.run("create", "-u", "https://example.com/hooks", "-e", "email.opened,email.clicked")
 	assert.Equal(t, exitFailure, res.code)
-	assert.Contains(t, res.stderr, "warning: Campaign.Sent is named in Cakemail's webhook guide but not in its API description")
 	list := decodeList(t, c.run("list", "-f", "json").stdout)
 	require.Len(t, list.Data, 1)
-	assert.Contains(t, res.stderr, "Campaign.Sent")
-	assert.Contains(t, res.stderr, "422")
+	assert.Contains(t, res.stderr, "creating the Email.Clicked webhook")
+	assert.Contains(t, res.stderr, "500")
 	assert.Contains(t, res.stderr, "already created: "+list.Data[0].ID+" (Email.Opened)")
 	assert.Contains(t, res.stdout, list.Data[0].ID, "what was created is still printed")
+}
+
+// TestGuideOnlyEventsAreRefusedBeforeAnythingIsSent: the API answers 422 to
+// the events only Cakemail's guide names, so they are refused like unknown
+// names, with every other bad name, before any request.
+func TestGuideOnlyEventsAreRefusedBeforeAnythingIsSent(t *testing.T) {
+	c := newCLI(t)
+	const url = "https://example.com/hooks"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"create", "-u", url, "-e", "email.opened,campaign.sent"},
+			`cakemail-webhooks: create: event type the API does not accept: "campaign.sent" (Campaign.Sent, named only in Cakemail's guide: the API refuses it); nothing was sent`},
+		{[]string{"create", "-u", url, "-e", "campaign.sent,campaign.completed"},
+			`event types the API does not accept: "campaign.sent" (Campaign.Sent, named only in Cakemail's guide: the API refuses it), "campaign.completed" (Campaign.Sent, named only`},
+		{[]string{"create", "-u", url, "-e", "Campaign.Sent", "-e", "contact.unsubscribed"},
+			`"Campaign.Sent" (named only in Cakemail's guide: the API refuses it), "contact.unsubscribed" (Contact.Unsubscribed, named only`},
+		{[]string{"create", "-u", url, "-e", "email.opened,Bogus,campaign.sent"},
+			`unknown event types "Bogus" (did you mean`},
+		{[]string{"apply", "-u", url, "-e", "email.opened,campaign.sent,email.bounced"},
+			`cakemail-webhooks: apply: event type the API does not accept: "campaign.sent"`},
+	} {
+		res := c.run(tc.args...)
+		assert.Equal(t, exitUsage, res.code, "%v: %s", tc.args, res.stderr)
+		assert.Contains(t, res.stderr, tc.want, tc.args)
+		assert.NotContains(t, res.stderr, "warning", tc.args)
+		assert.Empty(t, res.stdout, tc.args)
+	}
+	assert.Empty(t, c.srv.Requests(), "not a write, not even a read")
+	assert.Empty(t, c.stored())
 }
 
 func TestCreateIsSentOnceAfterServerError(t *testing.T) {
@@ -337,7 +374,6 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 	}{
 		{[]string{"nope"}, "unknown command"},
 		{[]string{"webhooks", "nope"}, "unknown command"},
-		{[]string{"delete", id}, "archive"},
 		{[]string{"get"}, "exactly one webhook id"},
 		{[]string{"get", id, id}, "exactly one webhook id"},
 		{[]string{"get", id, "-f", "xml"}, `-f must be table or json, not "xml"`},

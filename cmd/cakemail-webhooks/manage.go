@@ -18,6 +18,8 @@ type changeView struct {
 	WebhookID string             `json:"webhook_id,omitempty"`
 	Applied   bool               `json:"applied"`
 	Error     string             `json:"error,omitempty"`
+	// DuplicateOf is, for the archival of a duplicate, the webhook kept instead.
+	DuplicateOf string `json:"duplicate_of,omitempty"`
 }
 
 // applyView is apply's json output.
@@ -56,7 +58,7 @@ func writeChanges(a *app, c *invocation, changes []webhooks.Change) error {
 	if c.format == "json" {
 		v := applyView{URL: c.url, DryRun: c.dryRun, Changes: make([]changeView, len(changes))}
 		for i, ch := range changes {
-			v.Changes[i] = changeView{Action: ch.Action, Event: ch.Event, Applied: ch.Applied}
+			v.Changes[i] = changeView{Action: ch.Action, Event: ch.Event, Applied: ch.Applied, DuplicateOf: ch.DuplicateOf}
 			if ch.Webhook != nil {
 				v.Changes[i].WebhookID = ch.Webhook.ID
 			}
@@ -72,7 +74,7 @@ func writeChanges(a *app, c *invocation, changes []webhooks.Change) error {
 		result = "PLAN"
 	}
 	fmt.Fprintf(tw, "EVENT\tWEBHOOK\tACTION\t%s\n", result)
-	made, planned, failed := 0, 0, false
+	made, planned, failed, duplicates := 0, 0, false, 0
 	for _, ch := range changes {
 		id := "(new)"
 		if ch.Webhook != nil {
@@ -86,10 +88,16 @@ func writeChanges(a *app, c *invocation, changes []webhooks.Change) error {
 			outcome, planned = "would "+string(ch.Action), planned+1
 		case ch.Applied:
 			outcome, made = "done", made+1
+			if ch.DuplicateOf != "" {
+				duplicates++
+			}
 		case ch.Err != nil:
 			outcome, failed = "FAILED: "+message(ch.Err), true
 		default:
 			outcome, planned = "not done", planned+1
+		}
+		if ch.DuplicateOf != "" && ch.Err == nil {
+			outcome += " (duplicate of " + ch.DuplicateOf + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ch.Event, id, ch.Action, outcome)
 	}
@@ -113,25 +121,40 @@ func writeChanges(a *app, c *invocation, changes []webhooks.Change) error {
 	default:
 		footer = fmt.Sprintf("%d change(s) made, %d webhook(s) unchanged. Their secrets: cakemail-webhooks secrets -u %s", made, unchanged, shellQuote(c.url))
 	}
+	if duplicates > 0 {
+		footer = fmt.Sprintf("%d duplicate webhook(s) archived: each event keeps its oldest webhook, whichever run made it.\n", duplicates) + footer
+	}
 	_, err := fmt.Fprintln(a.stdout, footer)
 	return err
 }
 
-// notePrunable says which of the URL's webhooks apply kept although their
-// events were not listed, since without --prune it leaves them alone.
+// notePrunable says which of the URL's webhooks apply kept although --prune
+// would archive them: those of events not listed, and duplicates of listed
+// events made before this run (by a rotation, say).
 func (a *app) notePrunable(ctx context.Context, client *webhooks.Client, sub *webhooks.Subscription) {
 	plan, err := client.Apply(ctx, sub, &webhooks.ApplyOptions{Prune: true, DryRun: true})
 	if err != nil {
 		return
 	}
-	var kept []string
+	var unlisted, duplicates []string
 	for _, ch := range plan {
-		if ch.Action == webhooks.ActionArchive && ch.Webhook != nil {
-			kept = append(kept, fmt.Sprintf("%s (%s)", ch.Event, ch.Webhook.ID))
+		switch {
+		case ch.Action != webhooks.ActionArchive || ch.Webhook == nil:
+		case ch.DuplicateOf != "":
+			duplicates = append(duplicates, fmt.Sprintf("%s (%s, a duplicate of %s)", ch.Event, ch.Webhook.ID, ch.DuplicateOf))
+		default:
+			unlisted = append(unlisted, fmt.Sprintf("%s (%s)", ch.Event, ch.Webhook.ID))
 		}
 	}
-	if len(kept) > 0 {
-		fmt.Fprintf(a.stdout, "Kept, although not listed: %s. --prune archives them.\n", strings.Join(kept, ", "))
+	var note []string
+	if len(unlisted) > 0 {
+		note = append(note, "Kept, although not listed: "+strings.Join(unlisted, ", ")+".")
+	}
+	if len(duplicates) > 0 {
+		note = append(note, "Kept, although they repeat a listed event: "+strings.Join(duplicates, ", ")+".")
+	}
+	if len(note) > 0 {
+		fmt.Fprintf(a.stdout, "%s --prune archives them.\n", strings.Join(note, " "))
 	}
 }
 

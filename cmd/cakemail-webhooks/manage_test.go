@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -11,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -130,20 +134,27 @@ func TestApplyPrunesOnlyThatURL(t *testing.T) {
 func TestApplyPartialFailureReportsBothParts(t *testing.T) {
 	c := newCLI(t)
 	const url = "https://example.com/hooks"
-	// Campaign.Sent is the guide's: sent, with a warning, and refused by the server.
-	res := c.run("apply", "-u", url, "-e", "email.opened,campaign.sent,email.bounced")
+	posts, failAt, failWith := 0, 2, http.StatusInternalServerError
+	c.beforeAPI = func(r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/webhooks" {
+			if posts++; posts == failAt {
+				c.srv.FailNext(1, failWith, 0)
+			}
+		}
+	}
+	res := c.run("apply", "-u", url, "-e", "email.opened,email.clicked,email.bounced")
 	assert.Equal(t, exitFailure, res.code)
-	assert.Contains(t, res.stderr, "warning: Campaign.Sent is named in Cakemail's webhook guide")
 	assert.Regexp(t, `Email\.Opened\s+\S+\s+create\s+done`, res.stdout)
-	assert.Regexp(t, `Campaign\.Sent\s+\(new\)\s+create\s+FAILED: POST /webhooks: 422`, res.stdout)
+	assert.Regexp(t, `Email\.Clicked\s+\(new\)\s+create\s+FAILED: POST /webhooks: 500`, res.stdout)
 	assert.Regexp(t, `Email\.Bounced\s+\(new\)\s+create\s+not done`, res.stdout)
 	assert.Contains(t, res.stdout, "Stopped at the first failure: 1 change(s) made, 1 failed, 1 not made.")
 	hooks := c.stored()
 	require.Len(t, hooks, 1)
-	assert.Contains(t, res.stderr, "apply: create Campaign.Sent failed: POST /webhooks: 422")
+	assert.Contains(t, res.stderr, "apply: create Email.Clicked failed: POST /webhooks: 500")
 	assert.Contains(t, res.stderr, "; done: create Email.Opened ("+hooks[0].ID+"); not done: create Email.Bounced\n")
 
-	res = c.run("apply", "-u", url, "-e", "email.opened,campaign.sent,email.bounced", "-f", "json")
+	failAt, failWith = posts+1, http.StatusUnprocessableEntity
+	res = c.run("apply", "-u", url, "-e", "email.opened,email.clicked,email.bounced", "-f", "json")
 	v := decodeApply(t, res.stdout)
 	require.Len(t, v.Changes, 3)
 	assert.Equal(t, webhooks.ActionNone, v.Changes[0].Action)
@@ -328,4 +339,149 @@ func TestRotateKeepsDeliveriesVerifiable(t *testing.T) {
 	res = c.run("rotate", "no-such-webhook")
 	assert.Equal(t, exitFailure, res.code)
 	assert.Contains(t, res.stderr, "404")
+}
+
+// TestOverlappingApplyRunsConverge runs apply five times at once for one URL,
+// all listing before any creates (the worst case), then again with the
+// requests jittered: each time every event ends with exactly one active webhook.
+func TestOverlappingApplyRunsConverge(t *testing.T) {
+	c := newCLI(t)
+	const runs = 5
+	var mu sync.Mutex
+	posts, gates := 0, map[int]chan struct{}{}
+	barrier := true
+	c.beforeAPI = func(r *http.Request) {
+		mu.Lock()
+		if !barrier {
+			mu.Unlock()
+			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+			return
+		}
+		if r.Method != http.MethodPost || r.URL.Path != "/webhooks" {
+			mu.Unlock()
+			return
+		}
+		gen := posts / runs
+		posts++
+		gate, ok := gates[gen]
+		if !ok {
+			gate = make(chan struct{})
+			gates[gen] = gate
+		}
+		if posts == (gen+1)*runs {
+			close(gate)
+		}
+		mu.Unlock()
+		select {
+		case <-gate:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	applyAll := func(url string) []result {
+		results := make([]result, runs)
+		var wg sync.WaitGroup
+		for i := range runs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var stdout, stderr bytes.Buffer
+				code := c.app("", &stdout, &stderr).run(context.Background(), []string{"apply", "-u", url, "-e", "email.opened,email.clicked"})
+				results[i] = result{code, stdout.String(), stderr.String()}
+			}()
+		}
+		wg.Wait()
+		return results
+	}
+	activeByEvent := func(url string) map[webhooks.EventType][]string {
+		got := map[webhooks.EventType][]string{}
+		for _, h := range c.stored() {
+			if h.URL == url && h.Status == webhooks.StatusActive {
+				got[h.Event] = append(got[h.Event], h.ID)
+			}
+		}
+		return got
+	}
+
+	const url = "https://example.com/hooks"
+	results := applyAll(url)
+	require.Equal(t, 2*runs, posts, "every run created both webhooks: the race happened")
+	active := activeByEvent(url)
+	require.Len(t, active, 2)
+	for event, ids := range active {
+		require.Len(t, ids, 1, "%s has exactly one active webhook", event)
+	}
+	oldest := map[webhooks.EventType]string{}
+	for _, h := range c.stored() {
+		if _, ok := oldest[h.Event]; !ok {
+			oldest[h.Event] = h.ID
+		}
+	}
+	assert.Equal(t, oldest[webhooks.EventEmailOpened], active[webhooks.EventEmailOpened][0], "the oldest is kept")
+	dup := regexp.MustCompile(`archive\s+done \(duplicate of (\S+)\)`)
+	for _, res := range results {
+		c.checkOutput(res)
+		require.Equal(t, exitOK, res.code, res.stderr)
+		for _, m := range dup.FindAllStringSubmatch(res.stdout, -1) {
+			assert.Contains(t, []string{active[webhooks.EventEmailOpened][0], active[webhooks.EventEmailClicked][0]}, m[1], res.stdout)
+		}
+		assert.NotContains(t, res.stdout, "not listed")
+	}
+	n := 0
+	for _, res := range results {
+		if strings.Contains(res.stdout, "duplicate webhook(s) archived: each event keeps its oldest webhook, whichever run made it.") {
+			n++
+		}
+	}
+	assert.Positive(t, n, "the runs that archived duplicates say so")
+
+	// Converged: one more run changes nothing and notes nothing.
+	res := c.ok("apply", "-u", url, "-e", "email.opened,email.clicked")
+	assert.Equal(t, "EVENT", res.stdout[:5])
+	assert.Contains(t, res.stdout, "Nothing to change; the account already matches.\n")
+	assert.NotContains(t, res.stdout, "Kept")
+
+	mu.Lock()
+	barrier = false
+	mu.Unlock()
+	for round := range 3 {
+		other := fmt.Sprintf("https://example.com/jittered-%d", round)
+		for _, res := range applyAll(other) {
+			require.Equal(t, exitOK, res.code, res.stderr)
+		}
+		for event, ids := range activeByEvent(other) {
+			assert.Len(t, ids, 1, "round %d: %s", round, event)
+		}
+	}
+}
+
+// TestApplyNamesDuplicatesItKeeps: without --prune, duplicates made earlier
+// (by a rotation, say) are kept, and the note calls them duplicates, not
+// unlisted events.
+func TestApplyNamesDuplicatesItKeeps(t *testing.T) {
+	c := newCLI(t)
+	const url = "https://example.com/hooks"
+	c.ok("apply", "-u", url, "-e", "email.opened,email.clicked")
+	first := c.stored()[0].ID
+	c.ok("rotate", first)
+	second := c.stored()[2].ID
+
+	res := c.ok("apply", "-u", url, "-e", "email.opened")
+	assert.Contains(t, res.stdout, "Kept, although not listed: Email.Clicked (")
+	assert.Contains(t, res.stdout, "Kept, although they repeat a listed event: Email.Opened ("+second+", a duplicate of "+first+"). --prune archives them.\n")
+	assert.NotContains(t, res.stdout, "Email.Opened ("+second+")")
+	assert.Len(t, activeIDs(c), 3, "nothing archived without --prune")
+
+	res = c.ok("apply", "-u", url, "-e", "email.opened", "--prune")
+	assert.Regexp(t, `Email\.Opened\s+`+second+`\s+archive\s+done \(duplicate of `+first+`\)`, res.stdout)
+	assert.Equal(t, []string{first}, activeIDs(c))
+}
+
+func activeIDs(c *cli) []string {
+	var ids []string
+	for _, h := range c.stored() {
+		if h.Status == webhooks.StatusActive {
+			ids = append(ids, h.ID)
+		}
+	}
+	return ids
 }

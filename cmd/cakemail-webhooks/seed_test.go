@@ -48,11 +48,12 @@ func TestSeedLines(t *testing.T) {
 	assert.Equal(t, webhooks.EventEmailReportedAsSpam, bounce.Data[1].Event)
 	id303 := bounce.Data[0].ID
 
-	// Campaign webhook: both names are the guide's Campaign.Sent, which the API description lacks: warned, sent, refused by the server.
+	// Campaign webhook: both names are the guide's Campaign.Sent, which the API refuses: refused here, nothing sent.
+	before = c.requests()
 	res = c.run("webhooks", "create", "-u", "https://analytics.example.com/campaigns", "-e", "campaign.sent,campaign.completed", "-n", "Campaign Analytics")
-	assert.Equal(t, exitFailure, res.code)
-	assert.Contains(t, res.stderr, "warning: Campaign.Sent is named in Cakemail's webhook guide but not in its API description")
-	assert.Contains(t, res.stderr, "422")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, `event types the API does not accept: "campaign.sent" (Campaign.Sent, named only in Cakemail's guide: the API refuses it)`)
+	assert.Equal(t, before, c.requests())
 
 	// List, with pagination, as JSON, and the jq filter for active ones.
 	res = c.ok("webhooks", "list")
@@ -111,10 +112,12 @@ func TestSeedLines(t *testing.T) {
 	assert.Contains(t, res.stderr, "Webhook "+id301+" already delivers Email.Sent to this URL: not created again.")
 	assert.Len(t, c.stored(), before)
 
-	// Seed lines that are not webhook commands of this CLI still get a clear answer.
-	res = c.run("webhooks", "delete", id303)
-	assert.Equal(t, exitUsage, res.code)
-	assert.Contains(t, res.stderr, "archive")
+	// Delete, as seeds 001 and 004 type it: the API cannot delete, so it archives.
+	res = c.ok("webhooks", "delete", id303, "--force")
+	assert.Contains(t, res.stderr, "Cakemail cannot delete webhooks: webhook "+id303+" is archived instead")
+	assert.Contains(t, res.stderr, "To bring it back: cakemail-webhooks unarchive "+id303)
+	assert.Contains(t, res.stdout, "Webhook "+id303+" archived.")
+	assert.Equal(t, webhooks.StatusArchived, getJSON(id303).Status)
 }
 
 func TestRepeatedEventsAccumulate(t *testing.T) {
