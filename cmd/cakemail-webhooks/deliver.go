@@ -137,7 +137,8 @@ const maxSignatures = 8
 
 // signingSecrets are the comma-separated secrets of -s (or
 // $CAKEMAIL_WEBHOOK_SECRET), as secrets --env prints them: trigger signs with
-// each, one value per secret in one header, as Cakemail does during a rotation.
+// each, one value per secret in one header, so that a receiver holding any one
+// of them accepts the delivery, as during a rotation.
 func (a *app) signingSecrets(c *invocation) ([]string, error) {
 	secret, err := a.secretFlag(c)
 	if err != nil {
