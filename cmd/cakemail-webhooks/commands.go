@@ -108,10 +108,20 @@ printed on stderr. Stops on SIGINT or SIGTERM.`,
 				c.stringFlag(&c.addr, "", "addr", "127.0.0.1:8080", "address to listen on")
 				c.stringFlag(&c.forwardTo, "", "forward-to", "", "URL to pass verified deliveries on to")
 			}},
-		{name: "verify", args: "[FILE|-]", summary: "Check a captured delivery: a body with --signature, or a whole HTTP request.", run: runVerify, flags: func(c *invocation) {
-			c.stringFlag(&c.secret, "s", "secret", "", "the webhook's secret (default $CAKEMAIL_WEBHOOK_SECRET)")
-			c.stringFlag(&c.signature, "", "signature", "", "the signature header's value (default: read from the captured request in FILE)")
-		}},
+		{name: "verify", args: "[FILE|-]", summary: "Check a captured delivery: a body with --signature, or a whole HTTP request.", run: runVerify,
+			help: `With --explain, a delivery that fails is diagnosed: a missing or malformed
+header, a secret with spaces or quotes around it, a newline added or removed,
+a body parsed and encoded again, a cut body, an access token given as the
+secret, or else a wrong secret. With --url as well (and the API's credentials),
+the secret of every webhook of the account is tried, and the one that signed
+the delivery is named: the usual mix-up when one URL gets several events.
+Nothing printed holds a secret, a signature or the body.`,
+			flags: func(c *invocation) {
+				c.stringFlag(&c.secret, "s", "secret", "", "the webhook's secret (default $CAKEMAIL_WEBHOOK_SECRET)")
+				c.stringFlag(&c.signature, "", "signature", "", "the signature header's value (default: read from the captured request in FILE)")
+				c.boolFlag(&c.explain, "", "explain", "say why a delivery fails, and what to do")
+				c.stringFlag(&c.url, "u", "url", "", "with --explain: the receiver's URL; tries every webhook's secret of the account")
+			}},
 		{name: "events", summary: "List the known event types.", run: runEvents},
 		{name: "version", summary: "Print the version.", run: runVersion},
 	}

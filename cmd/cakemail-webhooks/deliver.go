@@ -361,13 +361,17 @@ const maxCapturedBody = 64 << 20
 
 // verifyResult is what the verify command reports.
 type verifyResult struct {
-	Valid bool   `json:"valid"`
-	Error string `json:"error,omitempty"`
+	Valid       bool         `json:"valid"`
+	Error       string       `json:"error,omitempty"`
+	Explanation *explanation `json:"explanation,omitempty"` // with --explain
 }
 
-func runVerify(_ context.Context, a *app, c *invocation) error {
+func runVerify(ctx context.Context, a *app, c *invocation) error {
 	if len(c.args) > 1 {
 		return usagef("want at most one FILE argument")
+	}
+	if c.url != "" && !c.explain {
+		return usagef("%s is for --explain", c.spelled("url"))
 	}
 	verifier, _, err := a.verifier(c, webhooks.WithMaxBodyBytes(maxCapturedBody))
 	if err != nil {
@@ -389,7 +393,7 @@ func runVerify(_ context.Context, a *app, c *invocation) error {
 	if len(body) > maxCapturedBody {
 		return usagef("the body is over %d MiB; no Cakemail delivery is that large", maxCapturedBody>>20)
 	}
-	signature := c.signature
+	raw, signature := body, c.signature
 	if signature == "" {
 		if body, signature, err = splitCapturedRequest(body); err != nil {
 			return err
@@ -399,6 +403,11 @@ func runVerify(_ context.Context, a *app, c *invocation) error {
 	result := verifyResult{Valid: verr == nil}
 	if verr != nil {
 		result.Error = verr.Error()
+		if c.explain {
+			if result.Explanation, err = a.explainVerify(ctx, c, raw, body, signature); err != nil {
+				return err
+			}
+		}
 	}
 	if c.format == "json" {
 		if err := writeJSON(a.stdout, result); err != nil {
@@ -406,6 +415,8 @@ func runVerify(_ context.Context, a *app, c *invocation) error {
 		}
 	} else if verr == nil {
 		fmt.Fprintln(a.stdout, "valid: the body was signed with this secret")
+	} else {
+		printExplanation(a, c, result.Explanation)
 	}
 	if verr != nil {
 		return fmt.Errorf("invalid: %w", verr)

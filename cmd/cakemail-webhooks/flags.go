@@ -26,6 +26,7 @@ type invocation struct {
 	url, period, event, signature, name, secret, data, shape string
 	addr, forwardTo                                          string
 	events                                                   []string // every -e, in order
+	explain                                                  bool     // verify --explain
 }
 
 type flagKind int

@@ -90,7 +90,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := l.verifier.VerifyRequest(r)
 	if err != nil {
-		l.refuse(w, r, refusalStatus(err), l.reason(err))
+		l.refuseUnverified(w, r, err)
 		return
 	}
 	event, err := webhooks.ParseEvent(body)
