@@ -1,0 +1,268 @@
+// Package pgtest starts one throwaway Postgres server for a test binary: on
+// a free loopback port, in a temporary directory, as the postgres user when
+// run as root, installing Debian's postgresql package first when initdb is
+// missing and the tests run as root. Each test gets a fresh database.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+var (
+	pgOnce   sync.Once
+	pgServer *postgresServer
+	pgSkip   string // why Postgres could not be started, if it could not
+)
+
+// Stop stops the server, if one was started; call it from TestMain after m.Run.
+func Stop() {
+	if pgServer != nil {
+		pgServer.stop()
+	}
+}
+
+// Restart stops the server with a fast shutdown and starts it again on the
+// same port and data directory: the fault a database restart is.
+func Restart(t testing.TB) {
+	t.Helper()
+	if pgServer == nil {
+		t.Fatal("pgtest: Restart before URL")
+	}
+	if err := pgServer.restart(); err != nil {
+		t.Fatalf("restarting Postgres: %v", err)
+	}
+}
+
+// postgresServer is a Postgres started for these tests in a temporary
+// directory, on a free loopback port.
+type postgresServer struct {
+	dir, data, bin string
+	port           int
+	cred           *syscall.Credential
+	cmd            *exec.Cmd
+	done           chan struct{}
+}
+
+// URL returns the URL of a fresh database on the shared server, or
+// skips the test, saying why, when Postgres cannot be started here.
+func URL(t testing.TB) string {
+	t.Helper()
+	pgOnce.Do(func() {
+		var err error
+		pgServer, err = startPostgres()
+		if err != nil {
+			pgSkip = err.Error()
+			pgServer = nil
+		}
+	})
+	if pgServer == nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Postgres is required in CI: %s", pgSkip)
+		}
+		t.Skipf("no Postgres for this test: %s", pgSkip)
+	}
+	name := "t_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_", " ", "_").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name += "_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgServer.url("postgres"))
+	if err != nil {
+		t.Fatalf("connecting to the test Postgres: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("creating database %s: %v", name, err)
+	}
+	return pgServer.url(name)
+}
+
+func (s *postgresServer) url(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
+}
+
+// findInitdb looks on PATH, then where Debian's postgresql package puts it.
+func findInitdb() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.EvalSymlinks(p)
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(matches) == 0 {
+		return "", errors.New("initdb not found on PATH or in /usr/lib/postgresql/*/bin")
+	}
+	sort.Slice(matches, func(i, j int) bool { return pgVersion(matches[i]) > pgVersion(matches[j]) })
+	return matches[0], nil
+}
+
+func pgVersion(initdb string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(initdb))))
+	return n
+}
+
+func startPostgres() (*postgresServer, error) {
+	initdb, err := findInitdb()
+	if err != nil && os.Geteuid() == 0 {
+		// Debian's package, as scripts/test.sh installs it on a fresh machine.
+		for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "postgresql"}} {
+			cmd := exec.Command("apt-get", args...)
+			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			if out, aerr := cmd.CombinedOutput(); aerr != nil {
+				return nil, fmt.Errorf("%v; apt-get %s failed: %v: %s", err, args[0], aerr, lastLines(out, 5))
+			}
+		}
+		initdb, err = findInitdb()
+	}
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Dir(initdb)
+
+	// Postgres refuses to run as root: as root, run it as the postgres user.
+	var cred *syscall.Credential
+	var asUser []string
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil, fmt.Errorf("running as root and there is no postgres user to run Postgres as: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		asUser = []string{"runuser", "-u", "postgres", "--"}
+	}
+	// Under /tmp, which the postgres user can reach whatever TMPDIR says.
+	dir, err := os.MkdirTemp("/tmp", "receiver-pg-")
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*postgresServer, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return fail(err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	args := append(append([]string{}, asUser...), filepath.Join(bin, "initdb"),
+		"-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8")
+	cmd := exec.Command(args[0], args[1:]...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fail(fmt.Errorf("initdb: %v: %s", err, lastLines(out, 5)))
+	}
+	port, err := FreePort()
+	if err != nil {
+		return fail(err)
+	}
+	s := &postgresServer{dir: dir, data: data, bin: bin, port: port, cred: cred}
+	if err := s.launch(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts the postmaster and waits until it takes connections.
+func (s *postgresServer) launch() error {
+	logFile, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	// Started directly (not through runuser) so that its PID is the
+	// postmaster's own, which stop signals; Pdeathsig stops it too if this
+	// test binary dies first.
+	srv := exec.Command(filepath.Join(s.bin, "postgres"), "-D", s.data, "-p", strconv.Itoa(s.port),
+		"-k", s.dir, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
+		"-c", "shared_buffers=32MB")
+	srv.Stdout, srv.Stderr = logFile, logFile
+	srv.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("starting postgres: %v", err)
+	}
+	s.cmd, s.done = srv, make(chan struct{})
+	done := s.done
+	go func() { srv.Wait(); close(done) }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := pgx.Connect(ctx, s.url("postgres"))
+		cancel()
+		if err == nil {
+			conn.Close(context.Background())
+			return nil
+		}
+		select {
+		case <-done:
+			log, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
+			return fmt.Errorf("postgres exited at start: %s", lastLines(log, 5))
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.halt()
+			return fmt.Errorf("postgres not ready after 20 s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// halt asks the postmaster we started for a fast shutdown, by its PID.
+func (s *postgresServer) halt() {
+	s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+func (s *postgresServer) stop() {
+	s.halt()
+	os.RemoveAll(s.dir)
+}
+
+// restart is a fast shutdown, which ends every session, then a start on the
+// same port and data.
+func (s *postgresServer) restart() error {
+	s.halt()
+	return s.launch()
+}
+
+// FreePort returns a loopback port nothing listens on.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}

@@ -1,0 +1,174 @@
+package inbox
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+
+	"github.com/cakemail-go/webhooks"
+)
+
+// Outcomes of a delivery, the values of cakemail_inbox_deliveries_total's label.
+const (
+	outcomeAccepted    = "accepted"
+	outcomeDuplicate   = "duplicate"
+	outcomeUnavailable = "unavailable"
+)
+
+// metrics are one Inbox's Prometheus metrics. Every label takes a small fixed
+// set of values: never event data, never ids. A nil *metrics records nothing,
+// for a Worker or Acceptor used without an Inbox.
+type metrics struct {
+	registry    *prometheus.Registry
+	deliveries  *prometheus.CounterVec
+	refusals    *prometheus.CounterVec
+	ackDuration prometheus.Histogram
+	jobs        *prometheus.CounterVec
+	jobDuration prometheus.Histogram
+}
+
+func newMetrics(db sqlRunner) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cakemail_inbox_deliveries_total",
+			Help: "Verified deliveries, by outcome: accepted (stored, 202), duplicate (already stored, 200), unavailable (not stored, 503).",
+		}, []string{"outcome"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cakemail_inbox_refused_total",
+			Help: "Deliveries refused before storing, by reason.",
+		}, []string{"reason"}),
+		ackDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cakemail_inbox_ack_duration_seconds",
+			Help:    "Time from a verified delivery's arrival to its answer, the commit included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cakemail_inbox_jobs_total",
+			Help: "Handler runs, by outcome: completed, failed (River retries it), dead (sent to the dead letters).",
+		}, []string{"outcome"}),
+		jobDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cakemail_inbox_job_duration_seconds",
+			Help:    "Time a handler run took, waiting for its batch's commit included.",
+			Buckets: prometheus.DefBuckets,
+		}),
+	}
+	for _, o := range []string{outcomeAccepted, outcomeDuplicate, outcomeUnavailable} {
+		m.deliveries.WithLabelValues(o)
+	}
+	for _, r := range refusalReasons {
+		m.refusals.WithLabelValues(r.label)
+	}
+	for _, o := range []string{"completed", "failed", "dead"} {
+		m.jobs.WithLabelValues(o)
+	}
+	m.registry.MustRegister(m.deliveries, m.refusals, m.ackDuration, m.jobs, m.jobDuration, &queueCollector{db: db})
+	return m
+}
+
+func (m *metrics) delivered(outcome string, start time.Time) {
+	if m == nil {
+		return
+	}
+	m.deliveries.WithLabelValues(outcome).Inc()
+	m.ackDuration.Observe(time.Since(start).Seconds())
+}
+
+func (m *metrics) refused(err error) {
+	if m == nil {
+		return
+	}
+	m.refusals.WithLabelValues(refusalReason(err)).Inc()
+}
+
+func (m *metrics) jobDone(start time.Time, job *river.Job[DeliveryArgs], err error) {
+	if m == nil {
+		return
+	}
+	m.jobDuration.Observe(time.Since(start).Seconds())
+	var cancel *river.JobCancelError
+	switch {
+	case err == nil:
+		m.jobs.WithLabelValues("completed").Inc()
+	case errors.As(err, &cancel), job.Attempt >= job.MaxAttempts:
+		m.jobs.WithLabelValues("dead").Inc()
+	default:
+		m.jobs.WithLabelValues("failed").Inc()
+	}
+}
+
+// refusalReasons maps the verifier's errors to the refused_total label.
+var refusalReasons = []struct {
+	err   error
+	label string
+}{
+	{webhooks.ErrMissingSignature, "missing_signature"},
+	{webhooks.ErrMalformedSignature, "malformed_signature"},
+	{webhooks.ErrSignatureMismatch, "signature_mismatch"},
+	{webhooks.ErrBodyTooLarge, "body_too_large"},
+	{webhooks.ErrUnreadableBody, "unreadable_body"},
+	{webhooks.ErrInvalidEvent, "not_an_event"},
+	{webhooks.ErrTooOld, "too_old"},
+	{webhooks.ErrTooNew, "too_new"},
+	{nil, "other"},
+}
+
+func refusalReason(err error) string {
+	for _, r := range refusalReasons {
+		if r.err != nil && errors.Is(err, r.err) {
+			return r.label
+		}
+	}
+	return "other"
+}
+
+// OnReject counts a delivery the verifier refused, by reason. Pass it to
+// webhooks.WithOnReject, alone or from a function of your own that also logs.
+func (ib *Inbox) OnReject(r *http.Request, err error) {
+	ib.metrics.refused(err)
+}
+
+// queueCollector reads the queue's gauges from the database at each scrape,
+// so they are right across replicas and restarts.
+type queueCollector struct {
+	db sqlRunner
+}
+
+var (
+	backlogDesc = prometheus.NewDesc("cakemail_inbox_backlog",
+		"Deliveries waiting for a worker or for a retry.", nil, nil)
+	oldestWaitingDesc = prometheus.NewDesc("cakemail_inbox_oldest_waiting_seconds",
+		"Age of the oldest delivery that is due and waiting for a worker; 0 when none waits.", nil, nil)
+	deadLettersDesc = prometheus.NewDesc("cakemail_inbox_dead_letters",
+		"Deliveries whose attempts are exhausted or that cannot be handled as sent (discarded or cancelled), kept for an operator.", nil, nil)
+)
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- backlogDesc
+	ch <- oldestWaitingDesc
+	ch <- deadLettersDesc
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, g := range []struct {
+		desc  *prometheus.Desc
+		query string
+	}{
+		{backlogDesc, `SELECT count(*) FROM river_job WHERE kind = $1 AND state IN ('available', 'retryable', 'scheduled')`},
+		{oldestWaitingDesc, `SELECT coalesce(` + c.db.secondsSince("min(scheduled_at)") + `, 0) FROM river_job WHERE kind = $1 AND state = 'available'`},
+		{deadLettersDesc, `SELECT count(*) FROM river_job WHERE kind = $1 AND state IN ('discarded', 'cancelled')`},
+	} {
+		v, err := c.db.queryInts(ctx, g.query, DeliveryArgs{}.Kind())
+		if err != nil || len(v) != 1 {
+			ch <- prometheus.NewInvalidMetric(g.desc, errors.Join(errors.New("inbox: reading the queue"), err))
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(max(v[0], 0)))
+	}
+}

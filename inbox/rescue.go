@@ -1,0 +1,190 @@
+package inbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A process proves it is alive with a heartbeat: a row it updates every
+// heartbeatInterval. The running jobs of a process whose heartbeat is older
+// than deadAfter are handed to a live one at once, instead of after River's
+// stuck-job timeout. A row, unlike a session lock, survives a database
+// restart: once the database is back, every live process beats again
+// within a second, long before any of them is taken for dead.
+
+const (
+	heartbeatInterval = time.Second
+	// deadAfter must stay well above heartbeatInterval plus a slow commit.
+	deadAfter = 6 * time.Second
+	// forgetAfter removes the rows of processes long gone.
+	forgetAfter = 24 * time.Hour
+)
+
+// sqlRunner is the part of a database that liveness, metrics and the
+// operator's tools use.
+type sqlRunner interface {
+	// singleProcess is true where no other process can share the database
+	// (the SQLite file lock), so every other client that ran on it is gone.
+	singleProcess() bool
+	// exec runs one statement outside any transaction.
+	exec(ctx context.Context, query string, args ...any) (int64, error)
+	// queryInts runs a query whose rows are one integer each.
+	queryInts(ctx context.Context, query string, args ...any) ([]int64, error)
+	// queryStrings runs a query whose rows are one string each.
+	queryStrings(ctx context.Context, query string, args ...any) ([]string, error)
+	// nowMillis is the SQL for the database's clock in Unix milliseconds:
+	// replicas compare heartbeats on one clock, not on theirs.
+	nowMillis() string
+	// lastAttemptedBy is the SQL for the client that ran a job's latest attempt.
+	lastAttemptedBy() string
+	// secondsSince is the SQL for the whole seconds from the time t to now.
+	secondsSince(t string) string
+}
+
+// liveness beats for this process and rescues the jobs of dead ones.
+type liveness struct {
+	db       sqlRunner
+	clientID string
+	log      *slog.Logger
+
+	lastBeat atomic.Int64 // Unix nanoseconds of the last committed heartbeat
+	lastErr  atomic.Pointer[error]
+
+	mu           sync.Mutex
+	healthySince time.Time // zero while heartbeats fail
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newLiveness(db sqlRunner, clientID string, log *slog.Logger) *liveness {
+	return &liveness{db: db, clientID: clientID, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// start beats once, hands back what dead processes left running, and keeps
+// doing both in the background until close.
+func (l *liveness) start(ctx context.Context) error {
+	if err := l.beat(ctx); err != nil {
+		return fmt.Errorf("inbox: heartbeat: %w", err)
+	}
+	if err := l.rescue(ctx); err != nil {
+		return fmt.Errorf("inbox: rescuing the jobs of dead processes: %w", err)
+	}
+	go l.loop()
+	return nil
+}
+
+func (l *liveness) loop() {
+	defer close(l.done)
+	t := time.NewTicker(heartbeatInterval)
+	defer t.Stop()
+	beats := 0
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), heartbeatInterval)
+		if err := l.beat(ctx); err != nil {
+			l.log.Warn("inbox: heartbeat failed: the database is unreachable, full or read-only", "err", err)
+		} else if err := l.rescue(ctx); err != nil {
+			l.log.Warn("inbox: rescuing the jobs of dead processes", "err", err)
+		}
+		if beats++; beats%3600 == 0 {
+			l.db.exec(ctx, `DELETE FROM cakemail_inbox_client WHERE heartbeat_at < `+l.db.nowMillis()+` - $1`, //nolint:errcheck // tried again in an hour
+				forgetAfter.Milliseconds())
+		}
+		cancel()
+	}
+}
+
+// close stops the heartbeat and removes this process's row, so that others
+// need not wait to know it is gone.
+func (l *liveness) close(ctx context.Context) {
+	select {
+	case <-l.stop:
+		return
+	default:
+		close(l.stop)
+	}
+	<-l.done
+	l.db.exec(ctx, `DELETE FROM cakemail_inbox_client WHERE id = $1`, l.clientID) //nolint:errcheck // a stale row only delays nothing: this process runs no job any more
+}
+
+// beat commits this process's heartbeat. A heartbeat is a write, so it also
+// proves the database can take one: it fails on a full disk.
+func (l *liveness) beat(ctx context.Context) error {
+	_, err := l.db.exec(ctx, `INSERT INTO cakemail_inbox_client (id, heartbeat_at) VALUES ($1, `+l.db.nowMillis()+`)
+		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, l.clientID)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.healthySince = time.Time{}
+		l.lastErr.Store(&err)
+		return err
+	}
+	now := time.Now()
+	if l.healthySince.IsZero() {
+		l.healthySince = now
+	}
+	l.lastBeat.Store(now.UnixNano())
+	return nil
+}
+
+// beatAge is how long ago the last heartbeat committed.
+func (l *liveness) beatAge() time.Duration {
+	last := l.lastBeat.Load()
+	if last == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Since(time.Unix(0, last))
+}
+
+// rescue makes the running jobs of dead processes available again. It judges
+// others only after beating without a failure for deadAfter itself: after a
+// database outage every process's heartbeat is old, and the others need as
+// long as this one to beat again.
+func (l *liveness) rescue(ctx context.Context) error {
+	if !l.db.singleProcess() {
+		l.mu.Lock()
+		steady := !l.healthySince.IsZero() && time.Since(l.healthySince) >= deadAfter
+		l.mu.Unlock()
+		if !steady {
+			return nil
+		}
+	}
+	owners, err := l.db.queryStrings(ctx, `SELECT DISTINCT `+l.db.lastAttemptedBy()+` FROM river_job
+		WHERE state = 'running' AND kind = $1 AND `+l.db.lastAttemptedBy()+` IS NOT NULL`, DeliveryArgs{}.Kind())
+	if err != nil {
+		return err
+	}
+	for _, owner := range owners {
+		if owner == l.clientID {
+			continue
+		}
+		if !l.db.singleProcess() {
+			alive, err := l.db.queryInts(ctx, `SELECT count(*) FROM cakemail_inbox_client
+				WHERE id = $1 AND heartbeat_at > `+l.db.nowMillis()+` - $2`, owner, deadAfter.Milliseconds())
+			if err != nil {
+				return err
+			}
+			if len(alive) == 1 && alive[0] > 0 {
+				continue
+			}
+		}
+		n, err := l.db.exec(ctx, `UPDATE river_job SET state = 'available'
+			WHERE state = 'running' AND kind = $1 AND `+l.db.lastAttemptedBy()+` = $2`, DeliveryArgs{}.Kind(), owner)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			l.log.Warn("inbox: running again the jobs of a process that stopped beating", "client", owner, "jobs", n)
+		}
+	}
+	return nil
+}
