@@ -160,7 +160,12 @@ func Diagnose(body []byte, header http.Header, secrets []string) *Diagnosis {
 				"The body matches the signature once %s: verify the raw request body exactly as received, without adding or trimming a newline.", nl.what)}
 		}
 	}
-	if doc := parseJSON(body); doc != nil {
+	valid := json.Valid(body)
+	var doc *jsonDoc
+	if valid {
+		doc = parseJSON(body)
+	}
+	if doc != nil {
 		if k, f := p.findForm(doc, body, keys); k >= 0 {
 			return &Diagnosis{Cause: CauseBodyReserialized, Secret: index[k], text: fmt.Sprintf(
 				"The body was parsed and encoded again before verifying (the signature matches it as %s): hash the raw request body as received, before any JSON decoding.", f)}
@@ -175,7 +180,7 @@ func Diagnose(body []byte, header http.Header, secrets []string) *Diagnosis {
 				index[i]+1, ofN)}
 		}
 	}
-	if why := truncation(body, header); why != "" {
+	if why := truncation(body, header, valid); why != "" {
 		return &Diagnosis{Cause: CauseBodyTruncated, Secret: -1, text: why}
 	}
 	return &Diagnosis{Cause: CauseWrongSecret, Secret: -1, text: fmt.Sprintf(
@@ -331,7 +336,6 @@ type prober struct {
 	macs  []hash.Hash
 	sum   [sha256.Size]byte
 	forms int // altered bodies tried
-	buf   []byte
 }
 
 // matches says whether m over the concatenated parts gives one of the digests.
@@ -414,7 +418,7 @@ func (p *prober) findForm(doc *jsonDoc, body []byte, keys []string) (int, string
 		for k, s := range keys {
 			macs[k] = hmac.New(sha256.New, []byte(s))
 		}
-		var buf []byte
+		buf := make([]byte, 0, 3*len(body)+64) // room for the widest form
 		var sum [sha256.Size]byte
 		for {
 			i := int(next.Add(1) - 1)
@@ -425,8 +429,8 @@ func (p *prober) findForm(doc *jsonDoc, body []byte, keys []string) (int, string
 				return
 			}
 			f := forms[i]
-			e := encoder{buf: buf[:0], keys: f.keys, layout: f.layout, esc: f.esc}
-			e.value(doc.root, 0)
+			e := encoder{doc: doc, buf: buf[:0], keys: f.keys, layout: f.layout, esc: f.esc}
+			e.value(0, 0)
 			buf = e.buf
 			if bytes.Equal(buf, body) {
 				continue // tried already
@@ -511,12 +515,15 @@ func looksLikeJWT(s string) bool {
 }
 
 // truncation says how body looks cut short, or returns "".
-func truncation(body []byte, header http.Header) string {
+func truncation(body []byte, header http.Header, valid bool) string {
 	if n, err := strconv.ParseInt(strings.TrimSpace(header.Get("Content-Length")), 10, 64); err == nil && n > int64(len(body)) {
 		return fmt.Sprintf("The body is %d bytes but its Content-Length says %d: it was cut short; read the whole request body before verifying.", len(body), n)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "The body is empty: something read it before verifying; verify the raw request body before any other middleware or framework reads it."
+	}
+	if valid {
+		return ""
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var raw json.RawMessage

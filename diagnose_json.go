@@ -1,74 +1,46 @@
 package webhooks
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
-	"strings"
 	"unicode/utf8"
 )
 
 // This file re-encodes a JSON body the ways common libraries do, keeping its
-// key order and number literals as sent, for Diagnose to find the form a
-// receiver hashed. encoding/json cannot: it sorts map keys, loses the order of
-// structs it does not know, and escapes <, > and &.
+// key order and number literals as sent, for Diagnose to find the form that
+// was signed. encoding/json cannot: it sorts map keys, loses the order of
+// structs it does not know, and escapes <, > and &. The body is read once into
+// a flat list of tokens that point into it, so that each form costs one pass
+// over that list and allocates nothing but its output.
 
-// jsonNode is one value: an object, an array, a string, or a literal (number,
-// true, false, null) kept as sent.
-type jsonNode struct {
-	kind   byte     // '{', '[', '"' or '0' for a literal
-	str    *jsonStr // a string's
-	lit    []byte   // a literal's, as sent
-	keys   []*jsonStr
-	values []*jsonNode
-	sorted []int // the keys' indexes in sorted order; nil when already sorted
-	ours   []int // the keys' indexes in Cakemail's order; nil when already so
+// jsonTok is one value of the body.
+type jsonTok struct {
+	start, end int32 // a scalar's bytes in the body, a string's with its quotes
+	next       int32 // the index of the token after this value and its members
+	n          int32 // an object's members or an array's elements
+	sorted     int32 // where an object's keys sorted start in jsonDoc.perm; -1 when they already are
+	ours       int32 // likewise for the order Cakemail sends them in
+	kind       byte  // '{', '[', '"', or '0' for a number, true, false or null
+	flags      uint8 // a string's: strEscaped, strNonASCII, strHTML
 }
 
-// jsonStr is a string or a key: as sent, decoded, and quoted in each escaping
-// that writes it otherwise than as sent.
-type jsonStr struct {
-	raw    []byte // with its quotes, as sent
-	text   string
-	plain  [3]bool // whether each escaping writes it as sent
-	quoted [3][]byte
-}
+const (
+	strEscaped  = 1 << iota // holds a backslash escape
+	strNonASCII             // holds a character beyond ASCII, or DEL
+	strHTML                 // holds <, >, &, U+2028 or U+2029
+)
 
 // jsonDoc is a parsed body and what its re-encodings can differ in.
 type jsonDoc struct {
-	root      *jsonNode
-	unsorted  bool // some object's keys are out of order
-	reordered bool // the top level or its user is not in Cakemail's order
-	nonASCII  bool // some string holds a character beyond ASCII
-	htmlChars bool // some string holds <, >, &, U+2028 or U+2029
-}
-
-// parseJSON reads body as one JSON value, or returns nil when it is not one
-// or is nested deeper than maxJSONDepth. It scans the bytes itself:
-// encoding/json's Decoder.Token allocates for every token and takes several
-// times as long.
-func parseJSON(body []byte) *jsonDoc {
-	if !json.Valid(body) {
-		return nil
-	}
-	p := jsonParser{in: body, doc: &jsonDoc{}}
-	root := p.value(0)
-	if root == nil || p.failed {
-		return nil
-	}
-	p.doc.root = root
-	doc := p.doc
-	doc.root.ours = cakemailOrder(doc.root, topLevelKeys)
-	if doc.root.kind == '{' {
-		for i, k := range doc.root.keys {
-			if k.text == "user" {
-				user := doc.root.values[i]
-				user.ours = cakemailOrder(user, userKeys)
-				doc.reordered = doc.reordered || user.ours != nil
-			}
-		}
-	}
-	doc.reordered = doc.reordered || doc.root.ours != nil
-	return doc
+	body      []byte
+	toks      []jsonTok
+	perm      []int32 // key token indexes of objects written in another order
+	unsorted  bool    // some object's keys are out of order
+	reordered bool    // the top level or its user is not in Cakemail's order
+	nonASCII  bool
+	htmlChars bool
+	tooDeep   bool
 }
 
 // The order Cakemail sends its keys in: the API's payload, then the guide's.
@@ -77,187 +49,178 @@ var (
 	userKeys     = []string{"id", "email", "account_id"}
 )
 
-// cakemailOrder returns n's keys' indexes with those of known put first in
-// known's order and the others after them as they came, or nil when that is
-// the order they came in.
-func cakemailOrder(n *jsonNode, known []string) []int {
-	if n.kind != '{' {
+// parseJSON reads a body json.Valid accepted, or returns nil when it is
+// nested deeper than maxJSONDepth.
+func parseJSON(body []byte) *jsonDoc {
+	d := &jsonDoc{body: body, toks: make([]jsonTok, 0, len(body)/8+1)}
+	d.value(0, 0)
+	if d.tooDeep || len(d.toks) == 0 {
 		return nil
 	}
-	rank := func(k *jsonStr) int {
-		if i := slices.Index(known, k.text); i >= 0 {
-			return i
+	if root := &d.toks[0]; root.kind == '{' {
+		root.ours = d.order(0, byRank(topLevelKeys))
+		for _, k := range d.members(0) {
+			if string(d.keyText(k)) == "user" && d.toks[k+1].kind == '{' {
+				d.toks[k+1].ours = d.order(k+1, byRank(userKeys))
+				d.reordered = d.reordered || d.toks[k+1].ours >= 0
+			}
 		}
-		return len(known)
+		d.reordered = d.reordered || root.ours >= 0
 	}
-	return keyOrder(len(n.keys), func(a, b int) int { return rank(n.keys[a]) - rank(n.keys[b]) })
+	return d
 }
 
-// keyOrder returns the indexes 0 to n-1 stably sorted by cmp, or nil when
-// they are in that order already.
-func keyOrder(n int, cmp func(a, b int) int) []int {
-	order := make([]int, n)
-	for i := range order {
-		order[i] = i
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
 	}
-	slices.SortStableFunc(order, cmp)
-	for i, k := range order {
-		if i != k {
-			return order
-		}
-	}
-	return nil
+	return i
 }
 
-// jsonParser reads a body json.Valid accepted.
-type jsonParser struct {
-	in     []byte
-	i      int
-	doc    *jsonDoc
-	failed bool // too deep
-	nodes  []jsonNode
-	strs   []jsonStr
-}
-
-func (p *jsonParser) node() *jsonNode {
-	if len(p.nodes) == 0 {
-		p.nodes = make([]jsonNode, 256)
-	}
-	n := &p.nodes[0]
-	p.nodes = p.nodes[1:]
-	return n
-}
-
-func (p *jsonParser) space() {
-	for p.i < len(p.in) {
-		switch p.in[p.i] {
-		case ' ', '\t', '\r', '\n':
-			p.i++
-		default:
-			return
-		}
-	}
-}
-
-func (p *jsonParser) value(depth int) *jsonNode {
+// value appends the tokens of the value at byte i and returns the byte after it.
+func (d *jsonDoc) value(i, depth int) int {
 	if depth >= maxJSONDepth {
-		p.failed = true
-		return nil
+		d.tooDeep = true
+		return len(d.body)
 	}
-	p.space()
-	if p.i >= len(p.in) {
-		p.failed = true
-		return nil
+	b := d.body
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return i
 	}
-	n := p.node()
-	switch c := p.in[p.i]; c {
+	at := int32(len(d.toks))
+	d.toks = append(d.toks, jsonTok{start: int32(i), sorted: -1, ours: -1})
+	t := jsonTok{start: int32(i), sorted: -1, ours: -1, kind: b[i]}
+	switch c := b[i]; c {
 	case '{', '[':
-		n.kind = c
-		p.i++
-		p.space()
 		end := byte('}')
 		if c == '[' {
 			end = ']'
 		}
-		for !p.failed && p.i < len(p.in) && p.in[p.i] != end {
+		i = skipSpace(b, i+1)
+		for !d.tooDeep && i < len(b) && b[i] != end {
 			if c == '{' {
-				n.keys = append(n.keys, p.string())
-				p.space()
-				p.i++ // the colon
+				i = d.value(i, depth+1) // the key
+				i = skipSpace(b, i) + 1 // the colon
 			}
-			n.values = append(n.values, p.value(depth+1))
-			p.space()
-			if p.i < len(p.in) && p.in[p.i] == ',' {
-				p.i++
-				p.space()
+			i = skipSpace(b, d.value(i, depth+1))
+			t.n++
+			if i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
 			}
 		}
-		p.i++
-		if c == '{' && !slices.IsSortedFunc(n.keys, compareKeys) {
-			p.doc.unsorted = true
-			n.sorted = keyOrder(len(n.keys), func(a, b int) int { return compareKeys(n.keys[a], n.keys[b]) })
-		}
+		i++
 	case '"':
-		n.kind = '"'
-		n.str = p.string()
+		i = d.scanString(i, &t)
 	default:
-		n.kind = '0'
-		start := p.i
+		t.kind = '0'
 	literal:
-		for ; p.i < len(p.in); p.i++ {
-			switch p.in[p.i] {
+		for ; i < len(b); i++ {
+			switch b[i] {
 			case ' ', '\t', '\r', '\n', ',', ']', '}':
 				break literal
 			}
 		}
-		n.lit = p.in[start:p.i]
 	}
-	return n
+	t.end = int32(min(i, len(b)))
+	t.next = int32(len(d.toks))
+	d.toks[at] = t
+	if t.kind == '{' {
+		t.sorted = d.order(at, func(a, b []byte) int { return bytes.Compare(a, b) })
+		d.toks[at].sorted = t.sorted
+		d.unsorted = d.unsorted || t.sorted >= 0
+	}
+	return i
 }
 
-func compareKeys(a, b *jsonStr) int { return strings.Compare(a.text, b.text) }
-
-// string reads the string at p.i.
-func (p *jsonParser) string() *jsonStr {
-	if len(p.strs) == 0 {
-		p.strs = make([]jsonStr, 256)
-	}
-	s := &p.strs[0]
-	p.strs = p.strs[1:]
-	start := p.i
-	p.i++
-	escaped, ascii, html := false, true, false
-	for p.i < len(p.in) && p.in[p.i] != '"' {
-		switch c := p.in[p.i]; {
+// scanString reads the string at byte i into t and returns the byte after it.
+func (d *jsonDoc) scanString(i int, t *jsonTok) int {
+	b := d.body
+	for i++; i < len(b) && b[i] != '"'; i++ {
+		switch c := b[i]; {
 		case c == '\\':
-			escaped = true
-			p.i++
+			t.flags |= strEscaped
+			i++
 		case c >= 0x7f:
-			ascii = false
+			t.flags |= strNonASCII
+			if c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && (b[i+2] == 0xA8 || b[i+2] == 0xA9) {
+				t.flags |= strHTML // U+2028, U+2029
+			}
 		case c == '<' || c == '>' || c == '&':
-			html = true
+			t.flags |= strHTML
 		}
-		p.i++
 	}
-	p.i++
-	s.raw = p.in[start:min(p.i, len(p.in))]
-	if escaped {
-		json.Unmarshal(s.raw, &s.text) // valid: json.Valid said so
-	} else {
-		s.text = string(s.raw[1 : len(s.raw)-1])
-	}
-	if escaped || !ascii {
+	i++
+	if t.flags&strEscaped != 0 {
 		// Escapes may stand for anything: look at what they decode to.
-		for _, r := range s.text {
+		var s string
+		json.Unmarshal(b[t.start:min(i, len(b))], &s)
+		for _, r := range s {
 			switch {
-			case r >= 0x7f && r != utf8.RuneError:
-				ascii = false
-				html = html || r == '\u2028' || r == '\u2029'
+			case r >= 0x7f:
+				t.flags |= strNonASCII
+				if r == '\u2028' || r == '\u2029' {
+					t.flags |= strHTML
+				}
 			case r == '<' || r == '>' || r == '&':
-				html = true
+				t.flags |= strHTML
 			}
 		}
 	}
-	p.doc.nonASCII = p.doc.nonASCII || !ascii
-	p.doc.htmlChars = p.doc.htmlChars || html
-	s.plain = [3]bool{escapeUTF8: !escaped, escapeASCII: !escaped && ascii, escapeHTML: !escaped && !html}
-	// Quoted now, so that the goroutines that encode the forms only read.
-	for esc, plain := range s.plain {
-		if !plain {
-			e := encoder{esc: escaping(esc)}
-			e.str(s.text)
-			s.quoted[esc] = e.buf
-		}
-	}
-	return s
+	d.nonASCII = d.nonASCII || t.flags&strNonASCII != 0
+	d.htmlChars = d.htmlChars || t.flags&strHTML != 0
+	return i
 }
 
-// quote returns s written in esc.
-func (s *jsonStr) quote(esc escaping) []byte {
-	if s.plain[esc] {
-		return s.raw
+// members returns the key token indexes of the object at index o, in order.
+func (d *jsonDoc) members(o int32) []int32 {
+	keys := make([]int32, 0, d.toks[o].n)
+	for k := o + 1; len(keys) < int(d.toks[o].n); k = d.toks[k+1].next {
+		keys = append(keys, k)
 	}
-	return s.quoted[esc]
+	return keys
+}
+
+// keyText is the decoded text of the string token k.
+func (d *jsonDoc) keyText(k int32) []byte {
+	t := &d.toks[k]
+	raw := d.body[t.start:t.end]
+	if t.flags&strEscaped == 0 {
+		return raw[1 : len(raw)-1]
+	}
+	var s string
+	json.Unmarshal(raw, &s)
+	return []byte(s)
+}
+
+// order puts the keys of object o stably in cmp's order into d.perm and
+// returns where they start, or -1 when that is the order they are in.
+func (d *jsonDoc) order(o int32, cmp func(a, b []byte) int) int32 {
+	if d.toks[o].n < 2 {
+		return -1
+	}
+	keys := d.members(o)
+	ordered := slices.Clone(keys)
+	slices.SortStableFunc(ordered, func(a, b int32) int { return cmp(d.keyText(a), d.keyText(b)) })
+	if slices.Equal(keys, ordered) {
+		return -1
+	}
+	at := int32(len(d.perm))
+	d.perm = append(d.perm, ordered...)
+	return at
+}
+
+// byRank orders the known keys first, in known's order, and the others after.
+func byRank(known []string) func(a, b []byte) int {
+	rank := func(k []byte) int {
+		for i, s := range known {
+			if string(k) == s {
+				return i
+			}
+		}
+		return len(known)
+	}
+	return func(a, b []byte) int { return rank(a) - rank(b) }
 }
 
 type layout int
@@ -282,74 +245,87 @@ type keysIn int
 
 const (
 	keysAsReceived keysIn = iota
-	keysSorted            // Python's sort_keys, Go's maps
 	keysCakemail          // the top level's and user's in the order Cakemail sends them
+	keysSorted            // Python's sort_keys, Go's maps
 )
 
-// encoder writes a jsonNode in one form.
+// encoder writes a jsonDoc in one form. It only reads the jsonDoc, so
+// several encoders can share one.
 type encoder struct {
+	doc    *jsonDoc
 	buf    []byte
 	keys   keysIn
 	layout layout
 	esc    escaping
 }
 
-func (e *encoder) value(n *jsonNode, depth int) {
-	switch n.kind {
+// spaces is enough indentation for maxJSONDepth levels of 4.
+var spaces = "\n" + string(bytes.Repeat([]byte(" "), 4*maxJSONDepth))
+
+func (e *encoder) value(i int32, depth int) {
+	d := e.doc
+	t := &d.toks[i]
+	switch t.kind {
 	case '"':
-		e.buf = append(e.buf, n.str.quote(e.esc)...)
+		e.string(t)
 	case '0':
-		e.buf = append(e.buf, n.lit...)
+		e.buf = append(e.buf, d.body[t.start:t.end]...)
 	case '[':
-		if len(n.values) == 0 {
+		if t.n == 0 {
 			e.buf = append(e.buf, "[]"...)
 			return
 		}
 		e.buf = append(e.buf, '[')
-		for i, v := range n.values {
-			e.separate(i, depth+1)
+		for j, v := int32(0), i+1; j < t.n; j, v = j+1, d.toks[v].next {
+			e.separate(j, depth+1)
 			e.value(v, depth+1)
 		}
 		e.close(']', depth)
 	case '{':
-		if len(n.keys) == 0 {
+		if t.n == 0 {
 			e.buf = append(e.buf, "{}"...)
 			return
 		}
+		perm := int32(-1)
+		switch {
+		case e.keys == keysSorted:
+			perm = t.sorted
+		case e.keys == keysCakemail:
+			perm = t.ours
+		}
 		e.buf = append(e.buf, '{')
-		for i := range n.keys {
-			k := i
-			if e.keys == keysSorted && n.sorted != nil {
-				k = n.sorted[i]
-			} else if e.keys == keysCakemail && n.ours != nil {
-				k = n.ours[i]
+		k := i + 1
+		for j := int32(0); j < t.n; j++ {
+			if perm >= 0 {
+				k = d.perm[perm+j]
 			}
-			e.separate(i, depth+1)
-			e.buf = append(e.buf, n.keys[k].quote(e.esc)...)
+			e.separate(j, depth+1)
+			e.string(&d.toks[k])
 			if e.layout == layoutCompact {
 				e.buf = append(e.buf, ':')
 			} else {
 				e.buf = append(e.buf, ": "...)
 			}
-			e.value(n.values[k], depth+1)
+			e.value(k+1, depth+1)
+			k = d.toks[k+1].next
 		}
 		e.close('}', depth)
 	}
 }
 
-// separate writes what comes before the i-th member at depth.
-func (e *encoder) separate(i, depth int) {
+// separate writes what comes before the j-th member at depth.
+func (e *encoder) separate(j int32, depth int) {
 	switch e.layout {
 	case layoutCompact:
-		if i > 0 {
+		if j > 0 {
 			e.buf = append(e.buf, ',')
 		}
 	case layoutPython:
-		if i > 0 {
+		if j > 0 {
 			e.buf = append(e.buf, ", "...)
 		}
 	default:
-		if i > 0 {
+		if j > 0 {
 			e.buf = append(e.buf, ',')
 		}
 		e.newline(depth)
@@ -368,9 +344,23 @@ func (e *encoder) newline(depth int) {
 	if e.layout == layoutIndent4 {
 		width = 4
 	}
-	e.buf = append(e.buf, '\n')
-	for range depth * width {
-		e.buf = append(e.buf, ' ')
+	e.buf = append(e.buf, spaces[:1+depth*width]...)
+}
+
+// string writes the string token t as e.esc says: as sent when that cannot
+// differ, else decoded and quoted again.
+func (e *encoder) string(t *jsonTok) {
+	raw := e.doc.body[t.start:t.end]
+	switch {
+	case t.flags&strEscaped == 0 && (e.esc == escapeUTF8 ||
+		e.esc == escapeASCII && t.flags&strNonASCII == 0 || e.esc == escapeHTML && t.flags&strHTML == 0):
+		e.buf = append(e.buf, raw...)
+	case t.flags&strEscaped == 0:
+		e.str(raw[1 : len(raw)-1])
+	default:
+		var s string
+		json.Unmarshal(raw, &s)
+		e.str([]byte(s))
 	}
 }
 
@@ -378,7 +368,7 @@ const hexDigits = "0123456789abcdef"
 
 // str writes s quoted, escaped as e.esc says; runs that need no escape are
 // copied whole.
-func (e *encoder) str(s string) {
+func (e *encoder) str(s []byte) {
 	e.buf = append(e.buf, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -410,7 +400,7 @@ func (e *encoder) str(s string) {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := utf8.DecodeRune(s[i:])
 		if e.esc == escapeUTF8 || (e.esc == escapeHTML && r != '\u2028' && r != '\u2029') {
 			i += size
 			continue

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -361,6 +363,24 @@ func ExampleDiagnose() {
 	// Output:
 	// body_trailing_newline
 	// The body matches the signature once its trailing newline is removed: verify the raw request body exactly as received, without adding or trimming a newline.
+}
+
+// The reject hook logs why a signature failed; the diagnosis is computed only
+// when asked for.
+func ExampleWithOnReject_diagnosis() {
+	verifier, err := webhooks.NewVerifier([]string{"whsec_example"},
+		webhooks.WithOnReject(func(r *http.Request, err error) {
+			var d *webhooks.Diagnosis
+			if errors.As(err, &d) {
+				slog.Warn("delivery refused", "path", r.URL.Path, "cause", d.Cause, "why", d.String())
+				return
+			}
+			slog.Warn("delivery refused", "path", r.URL.Path, "reason", err)
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = verifier
 }
 
 func FuzzDiagnose(f *testing.F) {

@@ -24,7 +24,10 @@
 // base64 or hex digests, with or without a "sha256=" prefix. Give NewVerifier
 // every secret that may sign a delivery: the secrets of each event's webhook
 // for the URL ([Client.Secrets]), and the old and the new one during a rotation.
-// [WithOnReject] hears why each refused delivery was refused.
+// [WithOnReject] hears why each refused delivery was refused, and for a
+// signature that fails, [Diagnose] says why (a newline added, JSON encoded
+// again, the wrong webhook's secret...) and what to do; the hook's error gives
+// the [Diagnosis] to [errors.As].
 //
 // # Receiving reliably
 //
