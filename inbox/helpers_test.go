@@ -23,7 +23,7 @@ import (
 
 	"github.com/cakemail-go/webhooks"
 	"github.com/cakemail-go/webhooks/inbox"
-	"github.com/cakemail-go/webhooks/inbox/internal/pgtest"
+	"github.com/cakemail-go/webhooks/internal/pgtest"
 	"github.com/cakemail-go/webhooks/internal/testutil"
 	"github.com/cakemail-go/webhooks/webhookstest"
 )

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/inbox"
 )
 
 // This file is the part to replace with your own logic.
@@ -17,9 +18,8 @@ type emailData struct {
 	ContactID any    `json:"contact_id"`
 }
 
-// newRouter routes events to the handlers. Each handler runs on a River
-// worker after the delivery was acknowledged; returning an error makes River
-// retry it later, so Cakemail's 2xx is never a reason to drop an event.
+// newRouter routes events to the handlers. Each runs on a River worker after
+// the delivery was acknowledged; an error makes River retry it later.
 func newRouter(logger *slog.Logger) *webhooks.Router {
 	r := webhooks.NewRouter()
 	r.ErrorLog = logger
@@ -35,7 +35,7 @@ func newRouter(logger *slog.Logger) *webhooks.Router {
 
 func engagement(logger *slog.Logger) func(context.Context, *webhooks.Event, emailData) error {
 	return func(ctx context.Context, e *webhooks.Event, d emailData) error {
-		logger.InfoContext(ctx, "engagement", "event", e.Type, "contact_id", d.ContactID)
+		logger.DebugContext(ctx, "engagement", "event", e.Type, "contact_id", d.ContactID)
 		return recordEvent(ctx, e)
 	}
 }
@@ -47,12 +47,15 @@ func stopMailing(logger *slog.Logger) func(context.Context, *webhooks.Event, ema
 	}
 }
 
-// recordEvent is the sample effect: a row in processed_events, written in the
-// transaction that completes the job. Write your own effects the same way,
-// through DeliveryFromContext(ctx).Tx, and a crash can neither lose them nor
-// apply them twice.
+// processedEvents is the sample effect's table, created at start.
+const processedEvents = `CREATE TABLE IF NOT EXISTS processed_events (
+	body_sha256 TEXT NOT NULL, event_type TEXT NOT NULL, processed_at TIMESTAMPTZ NOT NULL)`
+
+// recordEvent is the sample effect, written in the transaction that completes
+// the job: write yours through inbox.DeliveryFromContext(ctx).Tx the same way,
+// and a crash can neither lose them nor apply them twice.
 func recordEvent(ctx context.Context, e *webhooks.Event) error {
-	d, ok := DeliveryFromContext(ctx)
+	d, ok := inbox.DeliveryFromContext(ctx)
 	if !ok {
 		return errors.New("recordEvent runs only on the delivery worker")
 	}

@@ -1,25 +1,24 @@
-// Command receiver is a Cakemail webhook receiver to run in production: copy it
-// into your service and replace the handlers in handlers.go with your own.
-//
-// It verifies every delivery, stores it as a River job and answers 2xx only
-// once that job is committed, so an acknowledged event survives a crash. River
-// workers then run it through a webhooks.Router, retrying failures with backoff;
-// a handler's effects commit in the transaction that completes the job.
-//
-// Configuration comes from the environment:
+// Command receiver is a Cakemail webhook receiver to run in production on
+// package inbox: copy it and replace the handlers in handlers.go. A delivery
+// is answered 2xx only once it is committed; a handler's effects commit with
+// its job. Configuration comes from the environment:
 //
 //	CAKEMAIL_WEBHOOK_SECRET  the webhook's signing secret; several, comma-separated, while rotating
 //	PORT                     where to listen (default 8080)
 //	DATABASE_URL             unset: SQLite file receiver.db in the working directory;
 //	                         sqlite:///path/to/file.db: that SQLite file;
 //	                         postgres://...: Postgres, which several replicas may share
+//	ADMIN_ADDR               metrics and River UI (default 127.0.0.1:9091); a non-loopback
+//	                         address needs ADMIN_PASSWORD
+//	ADMIN_PASSWORD           when set, basic auth (user admin) on every admin path
 //
-// Routes: POST /webhooks/cakemail and GET /healthz. SIGINT or SIGTERM stops it
-// gracefully: no new deliveries are accepted and running jobs finish.
+// Routes: POST /webhooks/cakemail and GET /healthz; on ADMIN_ADDR, /metrics
+// and /riverui/. SIGINT or SIGTERM stops it gracefully.
 package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +32,7 @@ import (
 	"time"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/inbox"
 )
 
 func main() {
@@ -45,116 +45,141 @@ func main() {
 	}
 }
 
-// shutdownTimeout bounds a graceful stop: in-flight requests, then running jobs.
-const shutdownTimeout = 20 * time.Second
+const shutdownTimeout = 20 * time.Second // in-flight requests, then running jobs
+
+type config struct {
+	secrets                                     []string
+	port, databaseURL, adminAddr, adminPassword string
+}
+
+func readConfig(getenv func(string) string) (*config, error) {
+	c := &config{port: getenv("PORT"), databaseURL: getenv("DATABASE_URL"),
+		adminAddr: getenv("ADMIN_ADDR"), adminPassword: getenv("ADMIN_PASSWORD")}
+	for _, s := range strings.Split(getenv("CAKEMAIL_WEBHOOK_SECRET"), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.secrets = append(c.secrets, s)
+		}
+	}
+	if len(c.secrets) == 0 {
+		return nil, errors.New("CAKEMAIL_WEBHOOK_SECRET is not set")
+	}
+	if c.port == "" {
+		c.port = "8080"
+	}
+	if n, err := strconv.Atoi(c.port); err != nil || n < 0 || n > 65535 {
+		return nil, fmt.Errorf("PORT: %q is not a port number", c.port)
+	}
+	if c.databaseURL == "" {
+		c.databaseURL = "sqlite://receiver.db"
+	}
+	if c.adminAddr == "" {
+		c.adminAddr = "127.0.0.1:9091"
+	}
+	host, _, err := net.SplitHostPort(c.adminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("ADMIN_ADDR: %q is not host:port", c.adminAddr)
+	}
+	if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" && c.adminPassword == "" {
+		return nil, fmt.Errorf("ADMIN_ADDR %s is reachable from other hosts: set ADMIN_PASSWORD, or listen on 127.0.0.1", c.adminAddr)
+	}
+	return c, nil
+}
 
 // run serves until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) error {
-	secrets := splitSecrets(getenv("CAKEMAIL_WEBHOOK_SECRET"))
-	if len(secrets) == 0 {
-		return errors.New("CAKEMAIL_WEBHOOK_SECRET is not set")
-	}
-	port := getenv("PORT")
-	if port == "" {
-		port = "8080"
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("PORT: %q is not a port number", port)
-	}
-	target, err := parseDatabaseURL(getenv("DATABASE_URL"))
+	cfg, err := readConfig(getenv)
 	if err != nil {
 		return err
 	}
-	verifier, err := webhooks.NewVerifier(secrets, webhooks.WithOnReject(func(r *http.Request, err error) {
+	ib, err := inbox.Open(ctx, cfg.databaseURL, newRouter(logger), inbox.WithLogger(logger), inbox.WithSchema(processedEvents))
+	if err != nil {
+		return stoppedEarly(ctx, err)
+	}
+	verifier, err := webhooks.NewVerifier(cfg.secrets, webhooks.WithOnReject(func(r *http.Request, err error) {
 		// err says why (missing, mismatch, too large...) and never holds the
-		// signature or the secret, so it is safe to log.
+		// signature, the secret or the body, so it is safe to log.
 		logger.Warn("delivery refused", "remote", r.RemoteAddr, "err", err)
+		ib.OnReject(r, err)
 	}))
 	if err != nil {
+		ib.Stop(ctx)
 		return err
 	}
-	router := newRouter(logger)
-	if target.sqlitePath != "" {
-		db, err := newSQLiteStore(target.sqlitePath)
-		if err != nil {
-			return err
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/cakemail", verifier.Middleware(ib))
+	mux.Handle("GET /healthz", ib.HealthHandler())
+	servers := []*http.Server{
+		newServer(net.JoinHostPort("", cfg.port), mux, logger),
+		newServer(cfg.adminAddr, basicAuth(cfg.adminPassword, ib.AdminHandler()), logger),
+	}
+	listeners := make([]net.Listener, len(servers))
+	for i, srv := range servers {
+		if listeners[i], err = net.Listen("tcp", srv.Addr); err == nil && i == len(servers)-1 {
+			err = ib.Start(ctx)
 		}
-		defer db.close()
-		logger.Info("database", "kind", "sqlite", "path", target.sqlitePath)
-		return serve(ctx, db, verifier, router, port, logger)
+		if err != nil {
+			for _, ln := range listeners[:i+1] {
+				if ln != nil {
+					ln.Close()
+				}
+			}
+			ib.Stop(context.WithoutCancel(ctx))
+			return stoppedEarly(ctx, err)
+		}
 	}
-	db, err := newPostgresStore(ctx, target.postgresURL)
-	if err != nil {
-		return err
+	serveErr := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { serveErr <- srv.Serve(listeners[i]) }()
 	}
-	defer db.close()
-	logger.Info("database", "kind", "postgres")
-	return serve(ctx, db, verifier, router, port, logger)
-}
-
-// serve is the same whichever database is underneath.
-func serve[TTx any](ctx context.Context, db *store[TTx], v *webhooks.Verifier, router *webhooks.Router, port string, logger *slog.Logger) error {
-	rc, err := newReceiver(ctx, db, router, logger)
-	if err != nil {
-		return stoppedEarly(ctx, err)
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("", port))
-	if err != nil {
-		return err
-	}
-	if err := rc.start(ctx); err != nil {
-		ln.Close()
-		return stoppedEarly(ctx, err)
-	}
-	srv := &http.Server{
-		Handler:           rc.routes(v),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "client", rc.clientID)
+	logger.Info("listening", "addr", listeners[0].Addr().String(), "admin", listeners[1].Addr().String())
 
 	select {
 	case err = <-serveErr:
 	case <-ctx.Done():
 		logger.Info("shutting down: finishing requests and running jobs")
 	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if shutErr := srv.Shutdown(stopCtx); shutErr != nil && err == nil {
-		err = shutErr
+	for _, srv := range servers {
+		if shutErr := srv.Shutdown(stopCtx); shutErr != nil && err == nil {
+			err = shutErr
+		}
 	}
-	if stopErr := rc.stop(stopCtx); stopErr != nil && err == nil {
+	if stopErr := ib.Stop(stopCtx); stopErr != nil && err == nil {
 		err = stopErr
 	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
 	}
-	if err == nil {
-		logger.Info("stopped")
-	}
-	return err
+	logger.Info("stopped")
+	return nil
 }
 
-// stoppedEarly treats a signal during start-up as a clean stop: nothing was
-// acknowledged yet, so there is nothing to finish.
+func newServer(addr string, h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+}
+
+// basicAuth guards h with user admin and password, when a password is set.
+func basicAuth(password string, h http.Handler) http.Handler {
+	if password == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(user+"\x00"+pass), []byte("admin\x00"+password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="cakemail-inbox"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// stoppedEarly treats a signal during start-up as a clean stop.
 func stoppedEarly(ctx context.Context, err error) error {
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
-}
-
-// splitSecrets reads a comma-separated list, ignoring blanks around and between entries.
-func splitSecrets(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }

@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 var (
@@ -82,17 +80,29 @@ func URL(t testing.TB) string {
 		name = name[:50]
 	}
 	name += "_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, pgServer.url("postgres"))
-	if err != nil {
-		t.Fatalf("connecting to the test Postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
+			return r
+		}
+		return '_'
+	}, name)
+	if err := pgServer.psql("CREATE DATABASE " + name); err != nil {
 		t.Fatalf("creating database %s: %v", name, err)
 	}
 	return pgServer.url(name)
+}
+
+// psql runs one statement on the server's postgres database.
+func (s *postgresServer) psql(statement string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+		"-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-U", "postgres", "-d", "postgres", "-c", statement)
+	cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, lastLines(out, 3))
+	}
+	return nil
 }
 
 func (s *postgresServer) url(db string) string {
@@ -205,11 +215,8 @@ func (s *postgresServer) launch() error {
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		conn, err := pgx.Connect(ctx, s.url("postgres"))
-		cancel()
+		err := s.psql("SELECT 1")
 		if err == nil {
-			conn.Close(context.Background())
 			return nil
 		}
 		select {
