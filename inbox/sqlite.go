@@ -48,7 +48,7 @@ func openSQLite(path string) (*sqliteDB, error) {
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
 		"&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate&_time_format=sqlite"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open(stmtCacheDriverName, dsn)
 	if err != nil {
 		lock.Close()
 		return nil, err
