@@ -11,6 +11,10 @@ import (
 // the database is unreachable, full, read-only or frozen.
 const maxBeatAge = 3 * heartbeatInterval
 
+// failureMemory is how long a failed commit of a delivery keeps the inbox
+// unhealthy, heartbeats or not; a later commit that succeeds clears it.
+const failureMemory = 5 * time.Second
+
 // HealthHandler answers 200 while the inbox stores deliveries, and 503 with
 // the reason whenever it would refuse them: not started or stopping, the
 // database unreachable, not writable or full, or the last delivery's commit
@@ -40,7 +44,9 @@ func (ib *Inbox) unhealthy() string {
 		}
 		return fmt.Sprintf("%s for %s: the database is unreachable, full, read-only or stalled", reason, age.Round(time.Second))
 	}
-	if f := ib.acceptor.lastFailure.Load(); f != nil && f.at.UnixNano() > ib.live.lastBeat.Load() {
+	// A delivery that could not be stored outweighs a heartbeat for a while:
+	// on a full disk a tiny heartbeat may still fit where a delivery does not.
+	if f := ib.acceptor.lastFailure.Load(); f != nil && (time.Since(f.at) < failureMemory || f.at.UnixNano() > ib.live.lastBeat.Load()) {
 		return "the last delivery could not be stored: the database is failing"
 	}
 	return ""

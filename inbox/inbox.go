@@ -91,7 +91,8 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 	clientID := newClientID()
 	m := newMetrics(db)
 	registry := river.NewWorkers()
-	river.AddWorker(registry, newWorker[TTx](router, cfg, m))
+	worker := newWorker[TTx](router, cfg, m)
+	river.AddWorker(registry, worker)
 	riverConfig := &river.Config{
 		ID:                          clientID,
 		Logger:                      slog.New(minLevel{cfg.logger.Handler(), slog.LevelWarn}).With("component", "river"),
@@ -118,7 +119,7 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 		log:      cfg.logger,
 		clientID: clientID,
 		metrics:  m,
-		live:     newLiveness(db, clientID, cfg.logger),
+		live:     newLiveness(db, clientID, &worker.working, cfg.logger),
 		acceptor: newAcceptor(client, db.driver().DatabaseName(), cfg, m),
 
 		river:   client,

@@ -45,11 +45,13 @@ type sqlRunner interface {
 	secondsSince(t string) string
 }
 
-// liveness beats for this process and rescues the jobs of dead ones.
+// liveness beats for this process and rescues the jobs of dead ones, and
+// its own that River lost track of.
 type liveness struct {
 	db       sqlRunner
 	clientID string
 	log      *slog.Logger
+	working  *inFlight
 
 	lastBeat atomic.Int64 // Unix nanoseconds of the last committed heartbeat
 	lastErr  atomic.Pointer[error]
@@ -61,8 +63,8 @@ type liveness struct {
 	done chan struct{}
 }
 
-func newLiveness(db sqlRunner, clientID string, log *slog.Logger) *liveness {
-	return &liveness{db: db, clientID: clientID, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+func newLiveness(db sqlRunner, clientID string, working *inFlight, log *slog.Logger) *liveness {
+	return &liveness{db: db, clientID: clientID, working: working, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // start beats once, hands back what dead processes left running, and keeps
@@ -165,6 +167,9 @@ func (l *liveness) rescue(ctx context.Context) error {
 	}
 	for _, owner := range owners {
 		if owner == l.clientID {
+			if err := l.rescueOwn(ctx); err != nil {
+				return err
+			}
 			continue
 		}
 		if !l.db.singleProcess() {
@@ -184,6 +189,29 @@ func (l *liveness) rescue(ctx context.Context) error {
 		}
 		if n > 0 {
 			l.log.Warn("inbox: running again the jobs of a process that stopped beating", "client", owner, "jobs", n)
+		}
+	}
+	return nil
+}
+
+// rescueOwn hands back this process's running jobs that it is not working:
+// their outcome was lost on the way to the database.
+func (l *liveness) rescueOwn(ctx context.Context) error {
+	ids, err := l.db.queryInts(ctx, `SELECT id FROM river_job WHERE state = 'running' AND kind = $1 AND `+
+		l.db.lastAttemptedBy()+` = $2`, DeliveryArgs{}.Kind(), l.clientID)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if l.working.holds(id) {
+			continue
+		}
+		n, err := l.db.exec(ctx, `UPDATE river_job SET state = 'available' WHERE id = $1 AND state = 'running'`, id)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			l.log.Warn("inbox: running again a job whose outcome was lost", "job_id", id)
 		}
 	}
 	return nil

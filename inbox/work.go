@@ -108,6 +108,7 @@ type Worker[TTx any] struct {
 	timeout time.Duration
 	batches *batcher[TTx]
 	metrics *metrics
+	working inFlight
 }
 
 // NewWorker returns a worker that dispatches deliveries to router. Of the
@@ -139,6 +140,8 @@ func (w *Worker[TTx]) Timeout(*river.Job[DeliveryArgs]) time.Duration { return w
 // the dead letters at once, for an operator to retry after the fix.
 func (w *Worker[TTx]) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
 	start := time.Now()
+	w.working.add(job.ID)
+	defer w.working.done(job.ID)
 	err := w.work(ctx, job)
 	w.metrics.jobDone(start, job, err)
 	return err

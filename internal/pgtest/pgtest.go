@@ -35,14 +35,36 @@ func Stop() {
 	}
 }
 
-// Restart stops the server with a fast shutdown and starts it again on the
-// same port and data directory: the fault a database restart is.
-func Restart(t testing.TB) {
+// Server is a Postgres of one test's own, for a test that restarts it.
+type Server struct{ s *postgresServer }
+
+// Start starts a Postgres for t alone, stopped when t ends; it skips t, or
+// fails it in CI, when Postgres cannot be started here.
+func Start(t testing.TB) *Server {
 	t.Helper()
-	if pgServer == nil {
-		t.Fatal("pgtest: Restart before URL")
+	s, err := startPostgres()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Postgres is required in CI: %v", err)
+		}
+		t.Skipf("no Postgres for this test: %v", err)
 	}
-	if err := pgServer.restart(); err != nil {
+	t.Cleanup(s.stop)
+	return &Server{s}
+}
+
+// URL returns the URL of a fresh database on the server.
+func (s *Server) URL(t testing.TB) string {
+	t.Helper()
+	return s.s.newDatabase(t)
+}
+
+// Restart stops the server with a fast shutdown, which ends every session,
+// and starts it again on the same port and data: the fault a database
+// restart is.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.s.restart(); err != nil {
 		t.Fatalf("restarting Postgres: %v", err)
 	}
 }
@@ -75,6 +97,11 @@ func URL(t testing.TB) string {
 		}
 		t.Skipf("no Postgres for this test: %s", pgSkip)
 	}
+	return pgServer.newDatabase(t)
+}
+
+func (s *postgresServer) newDatabase(t testing.TB) string {
+	t.Helper()
 	name := "t_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_", " ", "_").Replace(t.Name()))
 	if len(name) > 50 {
 		name = name[:50]
@@ -86,10 +113,10 @@ func URL(t testing.TB) string {
 		}
 		return '_'
 	}, name)
-	if err := pgServer.psql("CREATE DATABASE " + name); err != nil {
+	if err := s.psql("CREATE DATABASE " + name); err != nil {
 		t.Fatalf("creating database %s: %v", name, err)
 	}
-	return pgServer.url(name)
+	return s.url(name)
 }
 
 // psql runs one statement on the server's postgres database.

@@ -1,0 +1,235 @@
+package inbox_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/internal/pgtest"
+)
+
+// The faults that operations bring, each injected for real.
+
+// sendUntilAccepted delivers body to one of the inboxes in turn until one
+// answers 2xx, as Cakemail retries, for at most a minute.
+func sendUntilAccepted(t *testing.T, body []byte, inboxes ...*testInbox) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for i := 0; ; i++ {
+		code := inboxes[i%len(inboxes)].post(body, testSecret)
+		if code/100 == 2 {
+			return
+		}
+		require.Equal(t, http.StatusServiceUnavailable, code)
+		require.True(t, time.Now().Before(deadline), "no inbox stored the delivery in a minute")
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// After Postgres restarts, each replica beats again as soon as it is back,
+// and none takes the other for dead: slow handlers finish once.
+func TestPostgresRestartKeepsReplicasApart(t *testing.T) {
+	t.Parallel()
+	server := pgtest.Start(t)
+	url := server.URL(t)
+	slow := func() *webhooks.Router {
+		r := webhooks.NewRouter()
+		r.OnUnhandled(func(ctx context.Context, e *webhooks.Event) error {
+			select {
+			case <-time.After(3 * time.Second):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return recordEvent(ctx, e)
+		})
+		return r
+	}
+	replicas := []*testInbox{startInbox(t, url, slow()), startInbox(t, url, slow())}
+
+	var bodies [][]byte
+	for i := range 4 {
+		body := payload("Email.Opened", fmt.Sprintf("before%d@example.com", i))
+		bodies = append(bodies, body)
+		sendUntilAccepted(t, body, replicas...)
+	}
+	time.Sleep(500 * time.Millisecond) // the handlers are running
+	server.Restart(t)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		body := payload("Email.Opened", fmt.Sprintf("after%d@example.com", i))
+		bodies = append(bodies, body)
+		wg.Go(func() { sendUntilAccepted(t, body, replicas...) })
+	}
+	wg.Wait()
+	replicas[0].waitCount(t, int64(len(bodies)), `SELECT count(*) FROM processed_events`)
+	t.Logf("all %d deliveries processed %s after the restart", len(bodies), time.Since(start).Round(time.Millisecond))
+	assert.Less(t, time.Since(start), 30*time.Second)
+	for _, body := range bodies {
+		assert.EqualValues(t, 1, replicas[0].count(t, countProcessed, sha(body)))
+	}
+	for i, r := range replicas {
+		logs := r.logs.String()
+		assert.NotContains(t, logs, "running again the jobs", "replica %d took a live replica for dead", i)
+		assert.NotContains(t, logs, "handed to another process", "replica %d", i)
+	}
+}
+
+// Under a burst at full speed the write-ahead log stays bounded.
+func TestSQLiteWriteAheadLogStaysBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a burst of 2,560 deliveries of 16 KB")
+	}
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "inbox.db")
+	ti := startInbox(t, "sqlite://"+path, nil)
+	var largest int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if fi, err := os.Stat(path + "-wal"); err == nil {
+				largest = max(largest, fi.Size())
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	// 16 KB bodies: each write of a job rewrites its row, so the log takes
+	// over 100 MB in all, and grows past 64 MiB unless checkpoints catch up.
+	big := strings.Repeat("x", 16<<10)
+	for s := range 16 {
+		wg.Go(func() {
+			for i := range 160 {
+				body := []byte(fmt.Sprintf(`{"event":"Email.Opened","created_on":%d,"data":{"email":"w%d-%d@example.com","pad":%q}}`,
+					time.Now().Unix(), s, i, big))
+				assert.Equal(t, http.StatusAccepted, ti.post(body, testSecret))
+			}
+		})
+	}
+	wg.Wait()
+	ti.waitCount(t, 2560, `SELECT count(*) FROM processed_events`)
+	close(stop)
+	<-done
+	t.Logf("largest write-ahead log: %.1f MiB", float64(largest)/(1<<20))
+	assert.Less(t, largest, int64(64<<20))
+}
+
+// A full disk: deliveries get 503 and the health check says so; once space
+// is freed the same process recovers on its own, and nothing acknowledged
+// is lost or applied twice.
+func TestFullDiskRefusesThenRecoversOnItsOwn(t *testing.T) {
+	t.Parallel()
+	mount := loopMount(t, 48)
+	ti := startInbox(t, "sqlite://"+filepath.Join(mount, "inbox.db"), nil)
+
+	var acked [][]byte
+	var mu sync.Mutex
+	send := func(prefix string, n int) (refused int) {
+		for i := range n {
+			body := payload("Email.Opened", fmt.Sprintf("%s%d@example.com", prefix, i))
+			switch code := ti.post(body, testSecret); code {
+			case http.StatusAccepted:
+				mu.Lock()
+				acked = append(acked, body)
+				mu.Unlock()
+			case http.StatusServiceUnavailable:
+				refused++
+			default:
+				t.Errorf("delivery answered %d", code)
+			}
+		}
+		return refused
+	}
+	require.Zero(t, send("before", 50))
+
+	// Fill the disk to the brim.
+	filler := filepath.Join(mount, "filler")
+	fillDisk(t, filler)
+	deadline := time.Now().Add(30 * time.Second)
+	refused := 0
+	for i := 0; refused == 0 || ti.get("/healthz").Code != http.StatusServiceUnavailable; i++ {
+		require.True(t, time.Now().Before(deadline), "a full disk never showed: %d refused, health %d", refused, ti.get("/healthz").Code)
+		refused += send(fmt.Sprintf("full%d-", i), 20)
+	}
+	t.Logf("disk full: %d deliveries refused, %d acknowledged in all; health: %s", refused, len(acked), strings.TrimSpace(ti.get("/healthz").Body.String()))
+
+	// Free it: the same process takes deliveries again within 30 s.
+	require.NoError(t, os.Remove(filler))
+	freed := time.Now()
+	for i := 0; send(fmt.Sprintf("after%d-", i), 1) > 0; i++ {
+		require.Less(t, time.Since(freed), 30*time.Second, "no delivery was stored in the 30 s after space was freed")
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("storing again %s after space was freed", time.Since(freed).Round(time.Millisecond))
+	ti.waitCount(t, int64(len(acked)), `SELECT count(*) FROM processed_events`)
+	for _, body := range acked {
+		assert.EqualValues(t, 1, ti.count(t, countProcessed, sha(body)), "lost or applied twice")
+	}
+	healthDeadline := time.Now().Add(10 * time.Second)
+	for ti.get("/healthz").Code != http.StatusOK {
+		require.True(t, time.Now().Before(healthDeadline), "still unhealthy: %s", ti.get("/healthz").Body.String())
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// On a frozen filesystem every write hangs in the kernel; the health check
+// still answers at once, and says the inbox cannot store deliveries.
+func TestHealthAnswersAtOnceOnAFrozenFilesystem(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("fsfreeze"); err != nil {
+		t.Skip("no fsfreeze to freeze a filesystem with")
+	}
+	mount := loopMount(t, 32)
+	ti := startInbox(t, "sqlite://"+filepath.Join(mount, "inbox.db"), nil)
+	require.Equal(t, http.StatusOK, ti.get("/healthz").Code)
+
+	if out, err := exec.Command("fsfreeze", "-f", mount).CombinedOutput(); err != nil {
+		t.Skipf("cannot freeze the filesystem here: %v: %s", err, out)
+	}
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			out, err := exec.Command("fsfreeze", "-u", mount).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+		}
+	}
+	t.Cleanup(thaw) // before the inbox stops and the filesystem is unmounted
+	// A delivery now hangs in a write: it must not hold the health check up.
+	go ti.post(payload("Email.Opened", "frozen@example.com"), testSecret)
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		start := time.Now()
+		w := ti.get("/healthz")
+		require.Less(t, time.Since(start), 100*time.Millisecond, "the health check waited on the filesystem")
+		if w.Code == http.StatusServiceUnavailable {
+			t.Logf("frozen: %s", strings.TrimSpace(w.Body.String()))
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "healthy 10 s into a frozen filesystem")
+		time.Sleep(100 * time.Millisecond)
+	}
+	thaw()
+	deadline = time.Now().Add(10 * time.Second)
+	for ti.get("/healthz").Code != http.StatusOK {
+		require.True(t, time.Now().Before(deadline), "still unhealthy 10 s after the thaw")
+		time.Sleep(100 * time.Millisecond)
+	}
+}
