@@ -29,6 +29,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Example_bringYourOwnRiver reads its database from DATABASE_URL, as a
+	// service would.
+	if url, err := pgtest.DatabaseURL("example_bring_your_own_river"); err == nil {
+		os.Setenv("DATABASE_URL", url)
+	} else {
+		fmt.Fprintln(os.Stderr, "no Postgres for Example_bringYourOwnRiver, which will fail:", err)
+	}
 	code := m.Run()
 	pgtest.Stop()
 	os.Exit(code)

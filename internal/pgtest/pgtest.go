@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ var (
 	pgOnce   sync.Once
 	pgServer *postgresServer
 	pgSkip   string // why Postgres could not be started, if it could not
+	// databases numbers the databases made, so no two get one name.
+	databases atomic.Int64
 )
 
 // Stop stops the server, if one was started; call it from TestMain after m.Run.
@@ -56,7 +59,11 @@ func Start(t testing.TB) *Server {
 // URL returns the URL of a fresh database on the server.
 func (s *Server) URL(t testing.TB) string {
 	t.Helper()
-	return s.s.newDatabase(t)
+	url, err := s.s.newDatabase(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
 }
 
 // Restart stops the server with a fast shutdown, which ends every session,
@@ -80,9 +87,23 @@ type postgresServer struct {
 }
 
 // URL returns the URL of a fresh database on the shared server, or
-// skips the test, saying why, when Postgres cannot be started here.
+// skips the test, saying why, when Postgres cannot be started here (in CI it
+// fails the test instead).
 func URL(t testing.TB) string {
 	t.Helper()
+	url, err := DatabaseURL(t.Name())
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Postgres is required in CI: %v", err)
+		}
+		t.Skipf("no Postgres for this test: %v", err)
+	}
+	return url
+}
+
+// DatabaseURL creates a fresh database named after name on the shared
+// server, starting the server first if need be.
+func DatabaseURL(name string) (string, error) {
 	pgOnce.Do(func() {
 		var err error
 		pgServer, err = startPostgres()
@@ -92,21 +113,17 @@ func URL(t testing.TB) string {
 		}
 	})
 	if pgServer == nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Postgres is required in CI: %s", pgSkip)
-		}
-		t.Skipf("no Postgres for this test: %s", pgSkip)
+		return "", errors.New(pgSkip)
 	}
-	return pgServer.newDatabase(t)
+	return pgServer.newDatabase(name)
 }
 
-func (s *postgresServer) newDatabase(t testing.TB) string {
-	t.Helper()
-	name := "t_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_", " ", "_").Replace(t.Name()))
+func (s *postgresServer) newDatabase(name string) (string, error) {
+	name = "t_" + strings.ToLower(name)
 	if len(name) > 50 {
 		name = name[:50]
 	}
-	name += "_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	name += "_" + strconv.FormatInt(databases.Add(1), 36) + "_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	name = strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
 			return r
@@ -114,9 +131,9 @@ func (s *postgresServer) newDatabase(t testing.TB) string {
 		return '_'
 	}, name)
 	if err := s.psql("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("creating database %s: %v", name, err)
+		return "", fmt.Errorf("creating database %s: %v", name, err)
 	}
-	return s.url(name)
+	return s.url(name), nil
 }
 
 // psql runs one statement on the server's postgres database.
