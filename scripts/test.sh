@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command: every test, the receiver module's included.
+# The project's test command: every test of the three modules (the SDK,
+# inbox and examples/receiver).
 # On a fresh Debian machine it installs what the tests need first: Debian's
-# postgresql package, for the receiver's tests against a real Postgres (they
-# start a throwaway server on loopback and stop it afterwards).
+# postgresql package, for the tests against a real Postgres (they start a
+# throwaway server on loopback and stop it afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,9 @@ fi
 
 echo "== go test -race ./... (github.com/cakemail-go/webhooks)"
 go test -race ./...
+
+echo "== go test -race ./... (inbox)"
+(cd inbox && go test -race ./...)
 
 echo "== go test -race ./... (examples/receiver)"
 (cd examples/receiver && go test -race ./...)
