@@ -29,6 +29,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(servingProcessEnv); url != "" {
+		serveForATest(url)
+		return
+	}
 	// Example_bringYourOwnRiver reads its database from DATABASE_URL, as a
 	// service would.
 	if url, err := pgtest.DatabaseURL("example_bring_your_own_river"); err == nil {

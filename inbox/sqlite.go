@@ -64,12 +64,7 @@ func openSQLite(path string) (*sqliteDB, error) {
 		lock.Close()
 		return nil, fmt.Errorf("inbox: opening %s: %w", path, err)
 	}
-	stopCheckpoints, err := checkpointInBackground(dsn, path+"-wal")
-	if err != nil {
-		db.Close()
-		lock.Close()
-		return nil, err
-	}
+	stopCheckpoints := checkpointInBackground(db, path+"-wal")
 	return &sqliteDB{
 		db:        db,
 		drv:       riversqlite.New(db),
@@ -123,21 +118,18 @@ func queryRows[T any](ctx context.Context, db *sql.DB, query string, args ...any
 }
 
 // checkpointInBackground copies the write-ahead log into the database file
-// from a connection of its own. SQLite would otherwise do it inside whichever
-// commit crosses the threshold, and that acknowledgement would wait tens of
-// milliseconds. A passive checkpoint never blocks a writer; once the log
-// passes maxWALBytes, a truncating one waits for the writer's next pause and
-// starts the log over, so it stays bounded under any load.
-func checkpointInBackground(dsn, walPath string) (stop func(), err error) {
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxOpenConns(1)
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, err
-	}
+// every checkpointInterval, between transactions. SQLite would otherwise do
+// it inside whichever commit crosses its threshold, and that acknowledgement
+// would wait for it. A passive checkpoint copies what it can; once the log
+// passes maxWALBytes, a truncating one starts it over, so it stays bounded
+// under any load.
+//
+// It runs on the inbox's one connection, not a second one: a write to the
+// log's shared-memory index on a frozen filesystem blocks its thread inside
+// a page fault, where the Go scheduler cannot take its processor back; with
+// one connection, at most one thread is ever caught that way, and the health
+// check still gets a processor to answer on.
+func checkpointInBackground(db *sql.DB, walPath string) (stop func()) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -153,11 +145,13 @@ func checkpointInBackground(dsn, walPath string) (stop func(), err error) {
 				if fi, err := os.Stat(walPath); err == nil && fi.Size() > maxWALBytes {
 					mode = "TRUNCATE"
 				}
-				db.Exec("PRAGMA wal_checkpoint(" + mode + ")") //nolint:errcheck // the next tick tries again
+				ctx, cancel := context.WithTimeout(context.Background(), checkpointInterval)
+				db.ExecContext(ctx, "PRAGMA wal_checkpoint("+mode+")") //nolint:errcheck // the next tick tries again
+				cancel()
 			}
 		}
 	}()
-	return func() { close(done); <-stopped; db.Close() }, nil
+	return func() { close(done); <-stopped }
 }
 
 // lockFile takes an exclusive lock on the database file, held until the
