@@ -1,0 +1,70 @@
+// Package inbox receives Cakemail webhook deliveries durably: a 2xx means the
+// delivery is committed to a database, and its handler's effects commit in
+// the same transaction that completes its job, so a crash can neither lose an
+// acknowledged event nor apply it twice.
+//
+// It is built on River (https://riverqueue.com): each verified delivery is a
+// River job, worked through a webhooks.Router. The same code runs on SQLite
+// (embedded, one process per database) and on Postgres (any number of
+// processes).
+//
+// # Receiving
+//
+// Open connects and migrates; mount the Inbox behind
+// webhooks.Verifier.Middleware; Start and Stop it around serving:
+//
+//	ib, err := inbox.Open(ctx, "sqlite:///var/lib/svc/inbox.db", router)
+//	mux.Handle("POST /webhooks/cakemail", verifier.Middleware(ib))
+//	mux.Handle("GET /healthz", ib.HealthHandler())
+//	err = ib.Start(ctx)
+//	defer ib.Stop(ctx)
+//
+// The Inbox answers 202 for a new delivery once it is committed, 200 for a
+// duplicate, 400 for a delivery created longer ago than the duplicate window,
+// and 503 with Retry-After when the delivery could not be stored. Deliveries
+// that arrive while a commit runs share the next one.
+//
+// # Effects
+//
+// A handler finds its delivery with DeliveryFromContext and writes through
+// Delivery.Tx, with $1-style placeholders on both databases; DriverTx gives
+// the same transaction as pgx.Tx or *sql.Tx. The transaction begins at the
+// first statement: do slow work before writing. Many deliveries' effects
+// commit in one transaction, each behind a savepoint, so one failing handler
+// never rolls back another's.
+//
+// # Duplicates and replays
+//
+// A delivery is identified by the SHA-256 of its body: Cakemail's carry no
+// id, and a retry resends the same bytes. The same body again is answered 200
+// and not processed, for as long as the job stays in River's table: the
+// duplicate window, 7 days by default (WithDuplicateWindow). A delivery whose
+// created_on is older than the window is refused, and logged with its age:
+// past the window it could not be told from a captured delivery replayed.
+//
+// # Failures
+//
+// A handler's error is logged at WARN, a panic at ERROR with its stack, each
+// with the event type, job id and attempt; River retries with backoff
+// (attempt^4 seconds) up to WithMaxAttempts, then keeps the job as a dead
+// letter. An error retrying cannot fix (data that does not decode into the
+// handler's type, webhooks.ErrInvalidEvent) makes a dead letter at once.
+// Dead letters are listed and retried with River UI (AdminHandler) or the
+// cakemail-inbox command.
+//
+// # Crashes, restarts and full disks
+//
+// Each process beats a heartbeat row every second; the running jobs of a
+// process whose heartbeat stopped are handed to a live one within seconds. A
+// heartbeat is a write, so the health check, which reads only what the
+// heartbeats and commits recorded, turns unhealthy while the database is
+// unreachable, full, read-only or frozen, and answers at once whatever the
+// filesystem does. SQLite runs in WAL mode with synchronous=FULL; its log is
+// checkpointed in the background and kept under 64 MiB.
+//
+// # Bring your own River
+//
+// A service that already runs River registers NewWorker on its own workers
+// and acknowledges through NewAcceptor over its own client; see
+// Example_bringYourOwnRiver.
+package inbox
