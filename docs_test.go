@@ -20,15 +20,29 @@ type snippet struct {
 
 var readmeGoBlock = regexp.MustCompile("(?s)```go\n(.*?)```")
 
-// docSnippets returns the Go blocks of README.md and the code blocks of doc.go.
+// readmes are the READMEs whose Go blocks are checked. Only README.md's may
+// be whole programs, built in this module; the others' are fragments.
+var readmes = []string{"README.md", "inbox/README.md", "inbox/OPERATING.md", "examples/receiver/README.md"}
+
+// docSnippets returns the Go blocks of the READMEs and the code blocks of doc.go.
 func docSnippets(t *testing.T) []snippet {
 	t.Helper()
 	var out []snippet
-	readme, err := os.ReadFile("README.md")
-	require.NoError(t, err)
-	for _, m := range readmeGoBlock.FindAllSubmatchIndex(readme, -1) {
-		line := 1 + strings.Count(string(readme[:m[0]]), "\n")
-		out = append(out, snippet{fmt.Sprintf("README.md:%d", line), string(readme[m[2]:m[3]])})
+	for _, name := range readmes {
+		readme, err := os.ReadFile(name)
+		if os.IsNotExist(err) {
+			continue
+		}
+		require.NoError(t, err)
+		for _, m := range readmeGoBlock.FindAllSubmatchIndex(readme, -1) {
+			line := 1 + strings.Count(string(readme[:m[0]]), "\n")
+			code := string(readme[m[2]:m[3]])
+			if name != "README.md" && strings.HasPrefix(code, "package ") {
+				t.Errorf("%s:%d: only README.md's programs are built; show a fragment of a test or example", name, line)
+				continue
+			}
+			out = append(out, snippet{fmt.Sprintf("%s:%d", name, line), code})
+		}
 	}
 	doc, err := os.ReadFile("doc.go")
 	require.NoError(t, err)
@@ -59,11 +73,12 @@ func docSnippets(t *testing.T) []snippet {
 }
 
 // testSources returns every _test.go file of the module's root and webhookstest
-// packages, with indentation stripped, to find snippets drawn from them.
+// packages and of package inbox, and examples/receiver's Go files, with
+// indentation stripped, to find snippets drawn from them.
 func testSources(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, pattern := range []string{"*_test.go", "webhookstest/*_test.go"} {
+	for _, pattern := range []string{"*_test.go", "webhookstest/*_test.go", "inbox/*_test.go", "examples/receiver/*.go"} {
 		files, err := filepath.Glob(pattern)
 		require.NoError(t, err)
 		for _, f := range files {
