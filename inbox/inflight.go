@@ -16,8 +16,9 @@ const finishGrace = 30 * time.Second
 // restart), and it is handed back instead of waiting for River's stuck-job
 // rescue.
 type inFlight struct {
-	mu   sync.Mutex
-	jobs map[int64]time.Time // zero while running, else when it finished
+	mu     sync.Mutex
+	jobs   map[int64]time.Time // zero while running, else when it finished
+	pruned time.Time           // when finished jobs were last forgotten
 }
 
 func (f *inFlight) add(id int64) {
@@ -32,9 +33,16 @@ func (f *inFlight) add(id int64) {
 func (f *inFlight) done(id int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.jobs[id] = time.Now()
+	now := time.Now()
+	f.jobs[id] = now
+	// Forgetting is a walk of the whole set: do it once a grace period, not
+	// at every job.
+	if now.Sub(f.pruned) < finishGrace {
+		return
+	}
+	f.pruned = now
 	for id, at := range f.jobs {
-		if !at.IsZero() && time.Since(at) > finishGrace {
+		if !at.IsZero() && now.Sub(at) > finishGrace {
 			delete(f.jobs, id)
 		}
 	}
