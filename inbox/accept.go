@@ -140,7 +140,11 @@ func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	args := NewDeliveryArgs(body, event)
-	res := a.insert(args)
+	var res insertResult
+	if a.tracing {
+		defer traceAccept(r, start, args, &res)()
+	}
+	res = a.insert(args)
 	switch {
 	case res.err != nil:
 		a.log.ErrorContext(r.Context(), "delivery not stored: asking Cakemail to retry", "event", event.Type, "err", res.err)

@@ -1,8 +1,89 @@
 package inbox
 
-import "net/http"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
 
-func newAdminHandler(ib *Inbox, client any) http.Handler { return http.NotFoundHandler() }
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
+	"riverqueue.com/riverui"
+)
+
+// AdminHandler serves what an operator needs, for a private address only (it
+// has no authentication of its own, and River UI can retry and delete jobs):
+//
+//   - GET /metrics: the inbox's metrics in Prometheus text format.
+//   - /riverui/: River UI, to find dead letters, read their errors and retry them.
+//
+// Mount it at the root of its own server or mux, e.g.
+//
+//	go http.ListenAndServe("127.0.0.1:9090", ib.AdminHandler())
+func (ib *Inbox) AdminHandler() http.Handler { return ib.admin }
+
+// riverUIPrefix is where AdminHandler serves River UI.
+const riverUIPrefix = "/riverui"
+
+// newAdminHandler builds the admin mux. River UI's background services (its
+// cached job counts) start with the first request to it and stop when the
+// inbox closes its database: an admin port nobody opens costs nothing.
+func newAdminHandler[TTx any](ib *Inbox, client *river.Client[TTx]) (http.Handler, error) {
+	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(client, nil),
+		Logger:    slog.New(minLevel{ib.log.Handler(), slog.LevelWarn}).With("component", "riverui"),
+		Prefix:    riverUIPrefix,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: River UI: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	lazy := &lazyStart{h: ui, ctx: ctx, log: ib.log}
+	// Stop River UI's services before the database closes under them.
+	closeDB := ib.closeDB
+	ib.closeDB = func() {
+		cancel()
+		if closeDB != nil {
+			closeDB()
+		}
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(ib.metrics.registry, promhttp.HandlerOpts{
+		ErrorLog:      promLogger{ib.log},
+		ErrorHandling: promhttp.ContinueOnError, // a gauge the database cannot give spoils no other metric
+	}))
+	mux.Handle(riverUIPrefix+"/", lazy)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><title>cakemail inbox</title><ul><li><a href="metrics">metrics</a><li><a href="riverui/">River UI</a></ul>`)
+	})
+	return mux, nil
+}
+
+// lazyStart starts River UI's handler on its first request.
+type lazyStart struct {
+	h    *riverui.Handler
+	ctx  context.Context
+	log  *slog.Logger
+	once sync.Once
+}
+
+func (l *lazyStart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.once.Do(func() {
+		if err := l.h.Start(l.ctx); err != nil {
+			// The UI still answers; only its cached counts are missing.
+			l.log.Warn("inbox: starting River UI's background services", "err", err)
+		}
+	})
+	l.h.ServeHTTP(w, r)
+}
+
+// promLogger sends promhttp's errors (a gauge the database could not give) to the inbox's log.
+type promLogger struct{ log *slog.Logger }
+
+func (p promLogger) Println(v ...any) { p.log.Warn("inbox: metrics: " + fmt.Sprint(v...)) }
 
 type operator struct{}
 

@@ -128,7 +128,9 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 	}
 	ib.acceptor.accepting.Store(false) // until Start
 	ib.acceptor.tracing = cfg.tracing
-	ib.admin = newAdminHandler(ib, client)
+	if ib.admin, err = newAdminHandler(ib, client); err != nil {
+		return nil, err
+	}
 	return ib, nil
 }
 

@@ -29,6 +29,10 @@ type metrics struct {
 	ackDuration prometheus.Histogram
 	jobs        *prometheus.CounterVec
 	jobDuration prometheus.Histogram
+
+	// The labelled series, looked up once: recording is an atomic add.
+	byOutcome                   map[string]prometheus.Counter
+	completed, failed, deadJobs prometheus.Counter
 }
 
 func newMetrics(db sqlRunner) *metrics {
@@ -57,15 +61,16 @@ func newMetrics(db sqlRunner) *metrics {
 			Buckets: prometheus.DefBuckets,
 		}),
 	}
+	m.byOutcome = map[string]prometheus.Counter{}
 	for _, o := range []string{outcomeAccepted, outcomeDuplicate, outcomeUnavailable} {
-		m.deliveries.WithLabelValues(o)
+		m.byOutcome[o] = m.deliveries.WithLabelValues(o)
 	}
 	for _, r := range refusalReasons {
 		m.refusals.WithLabelValues(r.label)
 	}
-	for _, o := range []string{"completed", "failed", "dead"} {
-		m.jobs.WithLabelValues(o)
-	}
+	m.completed = m.jobs.WithLabelValues("completed")
+	m.failed = m.jobs.WithLabelValues("failed")
+	m.deadJobs = m.jobs.WithLabelValues("dead")
 	m.registry.MustRegister(m.deliveries, m.refusals, m.ackDuration, m.jobs, m.jobDuration, &queueCollector{db: db})
 	return m
 }
@@ -74,7 +79,7 @@ func (m *metrics) delivered(outcome string, start time.Time) {
 	if m == nil {
 		return
 	}
-	m.deliveries.WithLabelValues(outcome).Inc()
+	m.byOutcome[outcome].Inc()
 	m.ackDuration.Observe(time.Since(start).Seconds())
 }
 
@@ -93,11 +98,11 @@ func (m *metrics) jobDone(start time.Time, job *river.Job[DeliveryArgs], err err
 	var cancel *river.JobCancelError
 	switch {
 	case err == nil:
-		m.jobs.WithLabelValues("completed").Inc()
+		m.completed.Inc()
 	case errors.As(err, &cancel), job.Attempt >= job.MaxAttempts:
-		m.jobs.WithLabelValues("dead").Inc()
+		m.deadJobs.Inc()
 	default:
-		m.jobs.WithLabelValues("failed").Inc()
+		m.failed.Inc()
 	}
 }
 
@@ -142,7 +147,7 @@ var (
 	backlogDesc = prometheus.NewDesc("cakemail_inbox_backlog",
 		"Deliveries waiting for a worker or for a retry.", nil, nil)
 	oldestWaitingDesc = prometheus.NewDesc("cakemail_inbox_oldest_waiting_seconds",
-		"Age of the oldest delivery that is due and waiting for a worker; 0 when none waits.", nil, nil)
+		"Seconds since the oldest waiting delivery (new, or due for a retry) became due to run; 0 when none is due.", nil, nil)
 	deadLettersDesc = prometheus.NewDesc("cakemail_inbox_dead_letters",
 		"Deliveries whose attempts are exhausted or that cannot be handled as sent (discarded or cancelled), kept for an operator.", nil, nil)
 )
@@ -161,7 +166,10 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		query string
 	}{
 		{backlogDesc, `SELECT count(*) FROM river_job WHERE kind = $1 AND state IN ('available', 'retryable', 'scheduled')`},
-		{oldestWaitingDesc, `SELECT coalesce(` + c.db.secondsSince("min(scheduled_at)") + `, 0) FROM river_job WHERE kind = $1 AND state = 'available'`},
+		// The earliest scheduled_at of the backlog is its oldest due
+		// delivery, or in the future when none is due yet (a negative age,
+		// reported as 0). A retry's due time counts, not its first arrival.
+		{oldestWaitingDesc, `SELECT coalesce(` + c.db.secondsSince("min(scheduled_at)") + `, 0) FROM river_job WHERE kind = $1 AND state IN ('available', 'retryable', 'scheduled')`},
 		{deadLettersDesc, `SELECT count(*) FROM river_job WHERE kind = $1 AND state IN ('discarded', 'cancelled')`},
 	} {
 		v, err := c.db.queryInts(ctx, g.query, DeliveryArgs{}.Kind())
