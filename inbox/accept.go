@@ -265,11 +265,3 @@ func (a *Acceptor) insertMany(ctx context.Context, batch []insertRequest) (map[s
 	}
 	return duplicate, nil
 }
-
-// failing reports the last commit's error, if the last commit failed.
-func (a *Acceptor) failing() error {
-	if f := a.lastFailure.Load(); f != nil {
-		return f.err
-	}
-	return nil
-}

@@ -84,7 +84,3 @@ func (l *lazyStart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type promLogger struct{ log *slog.Logger }
 
 func (p promLogger) Println(v ...any) { p.log.Warn("inbox: metrics: " + fmt.Sprint(v...)) }
-
-type operator struct{}
-
-func newOperator(client, db any) operator { return operator{} }

@@ -26,7 +26,6 @@ type Inbox struct {
 	live     *liveness
 	acceptor *Acceptor
 	river    riverClient
-	ops      operator
 	admin    http.Handler
 	closeDB  func()
 
@@ -123,7 +122,6 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 		acceptor: newAcceptor(client, db.driver().DatabaseName(), cfg, m),
 
 		river:   client,
-		ops:     newOperator(client, db),
 		closeDB: db.close,
 	}
 	ib.acceptor.accepting.Store(false) // until Start
