@@ -44,6 +44,9 @@ type turn[TTx any] struct {
 	batch    *batch
 	tx       riverdriver.ExecutorTx
 	released chan turnOutcome // buffered
+	// savepointOpen is the batch's: the last turn that completed left its
+	// savepoint open, for this one to release.
+	savepointOpen *bool
 }
 
 type turnOutcome struct {
@@ -160,9 +163,9 @@ func (b *batcher[TTx]) commitBatch(driver riverdriver.Driver[TTx], first *turnRe
 		first.granted <- &turn[TTx]{batch: result}
 		return
 	}
-	completed, broken := 0, false
+	completed, broken, savepointOpen := 0, false, false
 	serve := func(req *turnRequest[TTx]) {
-		t := &turn[TTx]{batch: result, tx: tx, released: make(chan turnOutcome, 1)}
+		t := &turn[TTx]{batch: result, tx: tx, released: make(chan turnOutcome, 1), savepointOpen: &savepointOpen}
 		req.granted <- t
 		out := <-t.released
 		if out.completed {

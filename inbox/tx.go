@@ -25,3 +25,56 @@ func execTx[TTx any](ctx context.Context, tx TTx, query string, args ...any) (in
 		return 0, fmt.Errorf("inbox: no Exec for a %T transaction: use DriverTx", tx)
 	}
 }
+
+// A turn's savepoint. One name serves every turn of a batch: a turn that
+// succeeds leaves its savepoint for the next turn to release in the same
+// round trip as it opens its own, and the commit releases the last one.
+const (
+	releaseTurn  = "RELEASE SAVEPOINT inbox_turn"
+	openTurnSQL  = "SAVEPOINT inbox_turn"
+	rollbackTurn = "ROLLBACK TO SAVEPOINT inbox_turn"
+)
+
+// openTurn releases the previous turn's savepoint if it is still open, opens
+// this turn's and runs completion, reporting the rows it changed: on
+// Postgres in one round trip.
+func openTurn[TTx any](ctx context.Context, tx TTx, releasePrevious bool, completion string, args ...any) (int64, error) {
+	stmts := []string{openTurnSQL}
+	if releasePrevious {
+		stmts = []string{releaseTurn, openTurnSQL}
+	}
+	if tx, ok := any(tx).(pgx.Tx); ok {
+		batch := &pgx.Batch{}
+		for _, s := range stmts {
+			batch.Queue(s)
+		}
+		batch.Queue(completion, args...)
+		results := tx.SendBatch(ctx, batch)
+		for range stmts {
+			if _, err := results.Exec(); err != nil {
+				results.Close()
+				return 0, err
+			}
+		}
+		tag, err := results.Exec()
+		if closeErr := results.Close(); err == nil {
+			err = closeErr
+		}
+		return tag.RowsAffected(), err
+	}
+	for _, s := range stmts {
+		if _, err := execTx(ctx, tx, s); err != nil {
+			return 0, err
+		}
+	}
+	return execTx(ctx, tx, completion, args...)
+}
+
+// undoTurn rolls back to this turn's savepoint and releases it.
+func undoTurn[TTx any](ctx context.Context, tx TTx) error {
+	if _, err := execTx(ctx, tx, rollbackTurn); err != nil {
+		return err
+	}
+	_, err := execTx(ctx, tx, releaseTurn)
+	return err
+}

@@ -201,7 +201,7 @@ type jobTx[TTx any] struct {
 	batches *batcher[TTx]
 	job     *river.Job[DeliveryArgs]
 	turn    *turn[TTx]
-	sub     riverdriver.ExecutorTx
+	opened  bool // the turn's savepoint is open
 	tx      TTx
 	failed  error // the transaction can no longer be used
 }
@@ -239,14 +239,10 @@ func (t *jobTx[TTx]) driverTx(ctx context.Context) (TTx, error) {
 		t.failed = err
 		return zero, err
 	}
-	t.sub, err = t.turn.tx.Begin(ctx)
-	if err != nil {
-		t.turn.release(false, true)
-		t.failed = err
-		return t.tx, err
-	}
-	t.tx = driver.UnwrapTx(t.sub)
-	n, err := execTx(ctx, t.tx, completeIfOwner(client.Schema(), driver.DatabaseName()), t.job.ID, t.job.Attempt)
+	t.tx = driver.UnwrapTx(t.turn.tx)
+	n, err := openTurn(ctx, t.tx, *t.turn.savepointOpen, completeIfOwner(client.Schema(), driver.DatabaseName()), t.job.ID, t.job.Attempt)
+	*t.turn.savepointOpen = false
+	t.opened = err == nil
 	switch {
 	case err != nil:
 		t.failed = err
@@ -267,12 +263,9 @@ func (t *jobTx[TTx]) complete(ctx context.Context) error {
 	if t.failed != nil {
 		return t.failed
 	}
-	if err := t.sub.Commit(ctx); err != nil {
-		t.failed = err
-		return err
-	}
 	turn := t.turn
-	t.turn, t.sub = nil, nil
+	t.turn = nil
+	*turn.savepointOpen = true // the next turn, or the commit, releases it
 	turn.release(true, false)
 	return turn.batch.wait(ctx)
 }
@@ -282,7 +275,7 @@ func (t *jobTx[TTx]) abandon() {
 	if t.turn == nil {
 		return
 	}
-	broken := t.sub == nil || t.sub.Rollback(context.Background()) != nil
+	broken := !t.opened || undoTurn(context.Background(), t.tx) != nil
 	t.turn.release(false, broken)
 	t.turn = nil
 }
