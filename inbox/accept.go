@@ -96,7 +96,7 @@ func newAcceptor(client inserter, databaseName string, cfg *config, m *metrics) 
 	}
 	a.accepting.Store(true)
 	// Postgres commits several transactions at once; SQLite one at a time.
-	committers := 4
+	committers := 2
 	if databaseName == riverdriver.DatabaseNameSQLite {
 		committers = 1
 	}

@@ -20,9 +20,6 @@ const (
 	// batchIdle is how long a batch goroutine waits for work before it ends;
 	// the next delivery starts another.
 	batchIdle = time.Second
-	// maxBatchHold bounds how long one batch holds its transaction open while
-	// deliveries keep arriving: on SQLite, acknowledgements wait for it.
-	maxBatchHold = 20 * time.Millisecond
 )
 
 // batcher forms the batches of one worker.
@@ -77,12 +74,23 @@ func newBatcher[TTx any](maxBatch int) *batcher[TTx] {
 
 // concurrentBatches is how many batch transactions run at once: one on
 // SQLite, which writes one transaction at a time anyway; a few on Postgres,
-// so that a handler holding its turn does not stall every other delivery.
+// so that a handler holding its turn does not stall every other delivery
+// (more only compete for the same processors).
 func concurrentBatches(databaseName string) int {
 	if databaseName == riverdriver.DatabaseNameSQLite {
 		return 1
 	}
-	return 4
+	return 3
+}
+
+// maxBatchHold bounds how long one batch holds its transaction open while
+// deliveries keep asking for turns: on SQLite acknowledgements wait for it,
+// so it is shorter there (both tuned with BenchmarkBurst).
+func maxBatchHold(databaseName string) time.Duration {
+	if databaseName == riverdriver.DatabaseNameSQLite {
+		return 10 * time.Millisecond
+	}
+	return 20 * time.Millisecond
 }
 
 // join waits for a turn in a batch.
@@ -174,9 +182,9 @@ func (b *batcher[TTx]) commitBatch(driver riverdriver.Driver[TTx], first *turnRe
 		broken = broken || out.broken
 	}
 	serve(first)
-	start := time.Now()
+	start, hold := time.Now(), maxBatchHold(driver.DatabaseName())
 fill:
-	for !broken && completed < b.maxBatch && time.Since(start) < maxBatchHold {
+	for !broken && completed < b.maxBatch && time.Since(start) < hold {
 		select {
 		case req := <-b.requests:
 			b.taken()

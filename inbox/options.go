@@ -110,7 +110,7 @@ func WithMaxAttempts(n int) Option {
 }
 
 // WithWorkers sets how many deliveries one process works at once. The
-// default suits the database: 100 on SQLite, 200 on Postgres; most of them
+// default suits the database: 200 on SQLite, 300 on Postgres; most of them
 // wait for a turn in a batch, which is cheap.
 func WithWorkers(n int) Option {
 	return func(c *config) error {

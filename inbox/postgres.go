@@ -52,7 +52,7 @@ func redactedConnectError(err error) error {
 }
 
 func (p *postgresDB) driver() riverdriver.Driver[pgx.Tx] { return p.drv }
-func (p *postgresDB) defaultWorkers() int                { return 200 }
+func (p *postgresDB) defaultWorkers() int                { return 300 }
 func (p *postgresDB) singleProcess() bool                { return false }
 func (p *postgresDB) close()                             { p.pool.Close() }
 func (p *postgresDB) nowMillis() string {

@@ -73,7 +73,7 @@ func openSQLite(path string) (*sqliteDB, error) {
 }
 
 func (s *sqliteDB) driver() riverdriver.Driver[*sql.Tx] { return s.drv }
-func (s *sqliteDB) defaultWorkers() int                 { return 100 }
+func (s *sqliteDB) defaultWorkers() int                 { return 200 }
 func (s *sqliteDB) singleProcess() bool                 { return true }
 func (s *sqliteDB) close()                              { s.closeOnce() }
 func (s *sqliteDB) nowMillis() string                   { return `CAST(unixepoch('subsec') * 1000 AS INTEGER)` }

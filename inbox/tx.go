@@ -35,10 +35,18 @@ const (
 	rollbackTurn = "ROLLBACK TO SAVEPOINT inbox_turn"
 )
 
+// statement is a query and its arguments.
+type statement struct {
+	query string
+	args  []any
+}
+
 // openTurn releases the previous turn's savepoint if it is still open, opens
-// this turn's and runs completion, reporting the rows it changed: on
-// Postgres in one round trip.
-func openTurn[TTx any](ctx context.Context, tx TTx, releasePrevious bool, completion string, args ...any) (int64, error) {
+// this turn's, runs completion and then first, if any: the handler's first
+// statement. It reports the rows each changed. On Postgres all of it is one
+// round trip; a handler's statement that ran though the job was not this
+// attempt's any more is undone with the savepoint.
+func openTurn[TTx any](ctx context.Context, tx TTx, releasePrevious bool, completion statement, first *statement) (completed, firstRows int64, err error) {
 	stmts := []string{openTurnSQL}
 	if releasePrevious {
 		stmts = []string{releaseTurn, openTurnSQL}
@@ -48,26 +56,38 @@ func openTurn[TTx any](ctx context.Context, tx TTx, releasePrevious bool, comple
 		for _, s := range stmts {
 			batch.Queue(s)
 		}
-		batch.Queue(completion, args...)
+		batch.Queue(completion.query, completion.args...)
+		if first != nil {
+			batch.Queue(first.query, first.args...)
+		}
 		results := tx.SendBatch(ctx, batch)
+		defer func() {
+			if closeErr := results.Close(); err == nil {
+				err = closeErr
+			}
+		}()
 		for range stmts {
 			if _, err := results.Exec(); err != nil {
-				results.Close()
-				return 0, err
+				return 0, 0, err
 			}
 		}
 		tag, err := results.Exec()
-		if closeErr := results.Close(); err == nil {
-			err = closeErr
+		if err != nil || first == nil {
+			return tag.RowsAffected(), 0, err
 		}
-		return tag.RowsAffected(), err
+		firstTag, err := results.Exec()
+		return tag.RowsAffected(), firstTag.RowsAffected(), err
 	}
 	for _, s := range stmts {
 		if _, err := execTx(ctx, tx, s); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return execTx(ctx, tx, completion, args...)
+	if completed, err = execTx(ctx, tx, completion.query, completion.args...); err != nil || first == nil || completed != 1 {
+		return completed, 0, err
+	}
+	firstRows, err = execTx(ctx, tx, first.query, first.args...)
+	return completed, firstRows, err
 }
 
 // undoTurn rolls back to this turn's savepoint and releases it.

@@ -207,11 +207,18 @@ type jobTx[TTx any] struct {
 }
 
 func (t *jobTx[TTx]) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	tx, err := t.driverTx(ctx)
-	if err != nil {
-		return 0, err
+	if t.turn == nil && t.failed == nil {
+		// The turn opens with this first statement, in one round trip.
+		n, err := t.open(ctx, &statement{query, args})
+		if err != nil {
+			t.failed = err
+		}
+		return n, err
 	}
-	n, err := execTx(ctx, tx, query, args...)
+	if t.failed != nil {
+		return 0, t.failed
+	}
+	n, err := execTx(ctx, t.tx, query, args...)
 	if err != nil {
 		// Postgres refuses every later statement of a failed transaction:
 		// the handler may still return nil, but this delivery's effects must
@@ -221,35 +228,40 @@ func (t *jobTx[TTx]) Exec(ctx context.Context, query string, args ...any) (int64
 	return n, err
 }
 
-// driverTx waits for a turn in a batch, opens this job's savepoint and checks
-// that the job is still this attempt's.
+// driverTx opens the turn, if no statement has, and returns its transaction.
 func (t *jobTx[TTx]) driverTx(ctx context.Context) (TTx, error) {
-	if t.turn != nil {
-		return t.tx, t.failed
-	}
-	client, err := river.ClientFromContextSafely[TTx](ctx)
-	if err != nil {
-		var zero TTx
-		return zero, fmt.Errorf("inbox: the delivery's transaction is only available on a River worker: %w", err)
-	}
-	driver := client.Driver()
-	t.turn, err = t.batches.join(ctx, driver)
-	if err != nil {
-		var zero TTx
-		t.failed = err
-		return zero, err
-	}
-	t.tx = driver.UnwrapTx(t.turn.tx)
-	n, err := openTurn(ctx, t.tx, *t.turn.savepointOpen, completeIfOwner(client.Schema(), driver.DatabaseName()), t.job.ID, t.job.Attempt)
-	*t.turn.savepointOpen = false
-	t.opened = err == nil
-	switch {
-	case err != nil:
-		t.failed = err
-	case n != 1:
-		t.failed = errNotOwner
+	if t.turn == nil && t.failed == nil {
+		if _, err := t.open(ctx, nil); err != nil {
+			t.failed = err
+		}
 	}
 	return t.tx, t.failed
+}
+
+// open waits for a turn in a batch, opens this job's savepoint, marks the job
+// completed if it is still this attempt's, and runs first, the handler's
+// first statement, reporting the rows that one changed.
+func (t *jobTx[TTx]) open(ctx context.Context, first *statement) (int64, error) {
+	client, err := river.ClientFromContextSafely[TTx](ctx)
+	if err != nil {
+		return 0, fmt.Errorf("inbox: the delivery's transaction is only available on a River worker: %w", err)
+	}
+	driver := client.Driver()
+	if t.turn, err = t.batches.join(ctx, driver); err != nil {
+		return 0, err
+	}
+	t.tx = driver.UnwrapTx(t.turn.tx)
+	completion := statement{completeIfOwner(client.Schema(), driver.DatabaseName()), []any{t.job.ID, t.job.Attempt}}
+	completed, n, err := openTurn(ctx, t.tx, *t.turn.savepointOpen, completion, first)
+	*t.turn.savepointOpen = false
+	t.opened = true // if the savepoint did not open, undoing it fails and the batch is given up
+	switch {
+	case err != nil:
+		return 0, err
+	case completed != 1:
+		return 0, errNotOwner
+	}
+	return n, nil
 }
 
 // complete keeps the delivery's effects and its completion in the batch and
@@ -257,11 +269,11 @@ func (t *jobTx[TTx]) driverTx(ctx context.Context) (TTx, error) {
 // to keep together with its completion: River's own completer records it,
 // in batches of its own.
 func (t *jobTx[TTx]) complete(ctx context.Context) error {
+	if t.failed != nil {
+		return t.failed // even if the handler ignored it: its effects are not all there
+	}
 	if t.turn == nil {
 		return nil
-	}
-	if t.failed != nil {
-		return t.failed
 	}
 	turn := t.turn
 	t.turn = nil

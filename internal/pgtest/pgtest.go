@@ -247,7 +247,7 @@ func (s *postgresServer) launch() error {
 	// test binary dies first.
 	srv := exec.Command(filepath.Join(s.bin, "postgres"), "-D", s.data, "-p", strconv.Itoa(s.port),
 		"-k", s.dir, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
-		"-c", "shared_buffers=32MB")
+		"-c", "shared_buffers=128MB")
 	srv.Stdout, srv.Stderr = logFile, logFile
 	srv.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT}
 	if err := srv.Start(); err != nil {
