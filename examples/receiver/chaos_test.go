@@ -42,6 +42,9 @@ const (
 )
 
 func TestChaosSQLite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ten SIGKILLs under load: scripts/test.sh runs them, -short does not")
+	}
 	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "receiver.db")
@@ -70,6 +73,9 @@ func TestChaosSQLite(t *testing.T) {
 }
 
 func TestChaosPostgresTwoReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ten SIGKILLs under load: scripts/test.sh runs them, -short does not")
+	}
 	t.Parallel()
 	url := pgtest.URL(t)
 	runChaos(t, url, 2, func(ctx context.Context) (map[string]int, error) {
