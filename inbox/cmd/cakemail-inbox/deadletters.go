@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/riverqueue/river/rivertype"
+)
+
+type deadLetter struct {
+	ID         int64                    `json:"id"`
+	EventType  string                   `json:"event_type"`
+	State      string                   `json:"state"`
+	Attempts   int                      `json:"attempts"`
+	LastError  string                   `json:"last_error"`
+	FailedAt   *time.Time               `json:"failed_at"`
+	BodySHA256 string                   `json:"body_sha256"`
+	Errors     []rivertype.AttemptError `json:"errors"`
+}
+
+func newDeadLetter(job *rivertype.JobRow) deadLetter {
+	d := decodeDelivery(job)
+	dl := deadLetter{
+		ID:         job.ID,
+		EventType:  string(d.EventType),
+		State:      string(job.State),
+		Attempts:   job.Attempt,
+		FailedAt:   job.FinalizedAt,
+		BodySHA256: d.BodySHA256,
+		Errors:     job.Errors,
+	}
+	if dl.Errors == nil {
+		dl.Errors = []rivertype.AttemptError{}
+	}
+	if n := len(job.Errors); n > 0 {
+		dl.LastError = job.Errors[n-1].Error
+		at := job.Errors[n-1].At
+		dl.FailedAt = &at
+	}
+	if dl.FailedAt != nil {
+		at := dl.FailedAt.UTC()
+		dl.FailedAt = &at
+	}
+	return dl
+}
+
+// findDeadLetters lists the dead letters that match f, newest first.
+func findDeadLetters(ctx context.Context, s store, f filter) ([]*rivertype.JobRow, error) {
+	var jobs []*rivertype.JobRow
+	err := s.list(ctx, deadStates, true, func(job *rivertype.JobRow) bool {
+		if f.pastSince(job) {
+			return false
+		}
+		if f.matches(job) {
+			jobs = append(jobs, job)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing dead letters: %w", err)
+	}
+	return jobs, nil
+}
+
+func (c *cli) deadLettersList(ctx context.Context, args []string) error {
+	fs := c.newFlags("deadletters list", "deadletters list [--type T] [--since D] [--grep TEXT] [--json]",
+		"Lists the dead letters, newest first: deliveries whose attempts are exhausted (discarded)\n"+
+			"or that cannot be handled as sent (cancelled), with their last error.")
+	var ff filterFlags
+	fs.StringVar(&ff.eventType, "type", "", "only this event type, in any documented spelling (Email.Opened, email.opened)")
+	fs.StringVar(&ff.since, "since", "", "only those that died within this long (24h, 7d) or since this RFC 3339 time")
+	fs.StringVar(&ff.grep, "grep", "", "only those whose body or errors contain this text (any letter case)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := noPositional(fs, args); err != nil {
+		return err
+	}
+	f, err := ff.parse(false)
+	if err != nil {
+		return err
+	}
+	s, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	jobs, err := findDeadLetters(ctx, s, f)
+	if err != nil {
+		return err
+	}
+	list := make([]deadLetter, 0, len(jobs))
+	for _, job := range jobs {
+		list = append(list, newDeadLetter(job))
+	}
+	if *asJSON {
+		return writeJSON(c.stdout, list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(c.stdout, "no dead letters")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tSTATE\tATTEMPTS\tFAILED\tLAST ERROR")
+	for _, dl := range list {
+		failed := "-"
+		if dl.FailedAt != nil {
+			failed = when(*dl.FailedAt) + " (" + ago(*dl.FailedAt) + ")"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", dl.ID, orDash(dl.EventType), dl.State, dl.Attempts, failed, oneLine(dl.LastError, 100))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "%s\n", plural(len(list), "dead letter", "dead letters"))
+	return nil
+}
+
+func (c *cli) deadLettersRetry(ctx context.Context, args []string) error {
+	fs := c.newFlags("deadletters retry", "deadletters retry (ID... | --all) [--type T] [--since D] [--dry-run] [--json]",
+		"Puts dead letters back in the queue, to run at once: the running receiver works them\n"+
+			"again. Give their ids, or --all for every dead letter that --type and --since select.")
+	var ff filterFlags
+	all := fs.Bool("all", false, "every dead letter that --type and --since select")
+	fs.StringVar(&ff.eventType, "type", "", "only this event type, in any documented spelling")
+	fs.StringVar(&ff.since, "since", "", "only those that died within this long (24h, 7d) or since this RFC 3339 time")
+	dryRun := fs.Bool("dry-run", false, "say what would be retried; change nothing")
+	asJSON := fs.Bool("json", false, "print JSON")
+	positional, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	var ids []int64
+	for _, a := range positional {
+		id, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || id <= 0 {
+			return usageErrorf("deadletters retry: %q is not a job id", a)
+		}
+		ids = append(ids, id)
+	}
+	switch {
+	case *all && len(ids) > 0:
+		return usageErrorf("deadletters retry: give ids or --all, not both")
+	case !*all && len(ids) == 0:
+		return usageErrorf("deadletters retry: give the ids to retry, or --all")
+	}
+	f, err := ff.parse(false)
+	if err != nil {
+		return err
+	}
+	s, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	var jobs []*rivertype.JobRow
+	if *all {
+		if jobs, err = findDeadLetters(ctx, s, f); err != nil {
+			return err
+		}
+	} else {
+		// Every id is checked before any is retried: a typo changes nothing.
+		for _, id := range ids {
+			job, err := s.get(ctx, id)
+			if err != nil {
+				return err
+			}
+			switch {
+			case job.Kind != deliveryKind:
+				return fmt.Errorf("job %d is not a delivery (kind %s)", id, job.Kind)
+			case job.State != rivertype.JobStateDiscarded && job.State != rivertype.JobStateCancelled:
+				return fmt.Errorf("job %d is not a dead letter: it is %s", id, job.State)
+			case !f.matches(job):
+				return fmt.Errorf("job %d does not match --type or --since", id)
+			}
+			jobs = append(jobs, job)
+		}
+	}
+	done, err := c.retryAll(ctx, s, jobs, *dryRun)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(c.stdout, result{DryRun: *dryRun, Count: len(done), IDs: done})
+	}
+	switch {
+	case *dryRun:
+		c.printJobs(jobs)
+		fmt.Fprintf(c.stdout, "would retry %s (dry run: nothing changed)\n", plural(len(done), "dead letter", "dead letters"))
+	default:
+		fmt.Fprintf(c.stdout, "retried %s: the running receiver works them now\n", plural(len(done), "dead letter", "dead letters"))
+	}
+	return nil
+}
+
+// result is what retry and replay did.
+type result struct {
+	DryRun bool    `json:"dry_run"`
+	Count  int     `json:"count"`
+	IDs    []int64 `json:"ids"`
+}
+
+// retryAll makes jobs available again and returns the ids it changed; a job
+// that started running meanwhile is left alone.
+func (c *cli) retryAll(ctx context.Context, s store, jobs []*rivertype.JobRow, dryRun bool) ([]int64, error) {
+	done := []int64{}
+	for _, job := range jobs {
+		if dryRun {
+			done = append(done, job.ID)
+			continue
+		}
+		row, err := s.retry(ctx, job.ID)
+		if err != nil {
+			if len(done) > 0 {
+				fmt.Fprintf(c.stderr, "cakemail-inbox: retried %s before this failure\n", plural(len(done), "job", "jobs"))
+			}
+			return done, fmt.Errorf("retrying job %d: %w", job.ID, err)
+		}
+		if row.State == rivertype.JobStateAvailable {
+			done = append(done, job.ID)
+		}
+	}
+	return done, nil
+}
+
+// printJobs lists deliveries briefly, for a dry run.
+func (c *cli) printJobs(jobs []*rivertype.JobRow) {
+	if len(jobs) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tSTATE\tFINISHED")
+	for _, job := range jobs {
+		finished := "-"
+		if job.FinalizedAt != nil {
+			finished = when(*job.FinalizedAt)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", job.ID, orDash(string(decodeDelivery(job).EventType)), job.State, finished)
+	}
+	tw.Flush()
+}

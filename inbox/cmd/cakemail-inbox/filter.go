@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/cakemail-go/webhooks"
+)
+
+var deadStates = []rivertype.JobState{rivertype.JobStateDiscarded, rivertype.JobStateCancelled}
+
+// delivery is a job's args, as the inbox writes them.
+type delivery struct {
+	BodySHA256 string             `json:"body_sha256"`
+	EventType  webhooks.EventType `json:"event_type"`
+	Body       []byte             `json:"body"`
+}
+
+func decodeDelivery(job *rivertype.JobRow) delivery {
+	var d delivery
+	json.Unmarshal(job.EncodedArgs, &d) //nolint:errcheck // an undecodable job lists with what it has
+	return d
+}
+
+// filter selects deliveries by type, finalization time and text.
+type filter struct {
+	eventType    webhooks.EventType // canonical; "" for any
+	since, until time.Time          // zero for unbounded
+	grep         string             // lower case; "" for any
+}
+
+// filterFlags are the flags as given; parse checks them.
+type filterFlags struct {
+	eventType, since, until, grep string
+}
+
+func (ff *filterFlags) parse(requireSince bool) (filter, error) {
+	var f filter
+	if ff.eventType != "" {
+		t, err := webhooks.ParseEventType(ff.eventType)
+		if err != nil {
+			return f, usageErrorf("--type: %s", err)
+		}
+		f.eventType = t
+	}
+	var err error
+	if requireSince && ff.since == "" {
+		return f, usageErrorf("--since is required, e.g. --since 24h")
+	}
+	if f.since, err = parseWhen("--since", ff.since); err != nil {
+		return f, err
+	}
+	if f.until, err = parseWhen("--until", ff.until); err != nil {
+		return f, err
+	}
+	if !f.since.IsZero() && !f.until.IsZero() && f.until.Before(f.since) {
+		return f, usageErrorf("--until is before --since")
+	}
+	f.grep = strings.ToLower(ff.grep)
+	return f, nil
+}
+
+// finalizedIn reports whether the job finished within the filter's window.
+func (f filter) finalizedIn(job *rivertype.JobRow) bool {
+	if job.FinalizedAt == nil {
+		return f.since.IsZero() && f.until.IsZero()
+	}
+	return (f.since.IsZero() || !job.FinalizedAt.Before(f.since)) && (f.until.IsZero() || !job.FinalizedAt.After(f.until))
+}
+
+func (f filter) matches(job *rivertype.JobRow) bool {
+	if !f.finalizedIn(job) {
+		return false
+	}
+	d := decodeDelivery(job)
+	if f.eventType != "" && d.EventType != f.eventType {
+		return false
+	}
+	if f.grep != "" {
+		if bytes.Contains(bytes.ToLower(d.Body), []byte(f.grep)) {
+			return true
+		}
+		for _, e := range job.Errors {
+			if strings.Contains(strings.ToLower(e.Error), f.grep) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// pastSince reports whether a job listed newest finalized first is older than
+// the window, and so are all after it.
+func (f filter) pastSince(job *rivertype.JobRow) bool {
+	return !f.since.IsZero() && job.FinalizedAt != nil && job.FinalizedAt.Before(f.since)
+}
+
+// parseWhen reads a time: a duration before now (90m, 24h, 7d, 1d12h) or an
+// RFC 3339 time. "" is the zero time.
+func parseWhen(name, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := parseDuration(s)
+	if err != nil {
+		return time.Time{}, usageErrorf("%s %q: want a duration like 90m, 24h or 7d, or an RFC 3339 time", name, s)
+	}
+	return now().Add(-d), nil
+}
+
+// parseDuration is time.ParseDuration with days: 7d, 1d12h.
+func parseDuration(s string) (time.Duration, error) {
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		n, err := strconv.ParseUint(s[:i], 10, 16)
+		if err != nil {
+			return 0, fmt.Errorf("bad days in %q", s)
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		s = s[i+1:]
+		if s == "" {
+			s = "0s"
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if d += days; d <= 0 {
+		return 0, fmt.Errorf("not a positive duration")
+	}
+	return d, nil
+}
+
+// status prints the queue's counts.
