@@ -199,6 +199,13 @@ func TestHealthAnswersAtOnceOnAFrozenFilesystem(t *testing.T) {
 	if _, err := exec.LookPath("fsfreeze"); err != nil {
 		t.Skip("no fsfreeze to freeze a filesystem with")
 	}
+	if raceEnabled {
+		// A write to SQLite's shared-memory index on a frozen filesystem
+		// blocks its thread in a page fault, where no signal reaches it, and
+		// a garbage collection waits for every thread: the race detector's
+		// runtime collects within seconds, so the whole process stops.
+		t.Skip("the race detector's collections would wait on the write stuck in the frozen filesystem; scripts/test.sh runs this without it")
+	}
 	mount := loopMount(t, 32)
 	url := startServingProcess(t, "sqlite://"+filepath.Join(mount, "inbox.db"))
 	client := &http.Client{Timeout: time.Second} // the health check's own timeout, as a prober sets it
