@@ -83,11 +83,7 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 	if err := noPositional(fs, args); err != nil {
 		return err
 	}
-	f, err := ff.parse(true)
-	if err != nil {
-		return err
-	}
-	s, err := c.open(ctx)
+	f, s, err := c.openFiltered(ctx, &ff, true)
 	if err != nil {
 		return err
 	}

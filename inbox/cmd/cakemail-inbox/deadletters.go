@@ -77,11 +77,7 @@ func (c *cli) deadLettersList(ctx context.Context, args []string) error {
 	if err := noPositional(fs, args); err != nil {
 		return err
 	}
-	f, err := ff.parse(false)
-	if err != nil {
-		return err
-	}
-	s, err := c.open(ctx)
+	f, s, err := c.openFiltered(ctx, &ff, false)
 	if err != nil {
 		return err
 	}
@@ -145,11 +141,7 @@ func (c *cli) deadLettersRetry(ctx context.Context, args []string) error {
 	case !*all && len(ids) == 0:
 		return usageErrorf("deadletters retry: give the ids to retry, or --all")
 	}
-	f, err := ff.parse(false)
-	if err != nil {
-		return err
-	}
-	s, err := c.open(ctx)
+	f, s, err := c.openFiltered(ctx, &ff, false)
 	if err != nil {
 		return err
 	}

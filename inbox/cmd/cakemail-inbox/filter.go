@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -143,3 +144,14 @@ func parseDuration(s string) (time.Duration, error) {
 }
 
 // status prints the queue's counts.
+
+// openFiltered checks the filter flags, then opens the database: a usage
+// mistake is told before anything is opened.
+func (c *cli) openFiltered(ctx context.Context, ff *filterFlags, requireSince bool) (filter, store, error) {
+	f, err := ff.parse(requireSince)
+	if err != nil {
+		return filter{}, nil, err
+	}
+	s, err := c.open(ctx)
+	return f, s, err
+}
