@@ -78,9 +78,10 @@ type insertResult struct {
 // that runs its own River client with the inbox's Worker registered. Of the
 // options, WithLogger and WithDuplicateWindow apply; the client's
 // CompletedJobRetentionPeriod must be at least the duplicate window, or
-// duplicates are forgotten sooner. Close it before stopping the client.
+// duplicates are forgotten sooner. Close it before stopping the client. It
+// panics on an invalid option.
 func NewAcceptor[TTx any](client *river.Client[TTx], opts ...Option) *Acceptor {
-	cfg := newConfig(opts)
+	cfg := mustConfig(opts)
 	return newAcceptor(client, client.Driver().DatabaseName(), cfg, nil)
 }
 

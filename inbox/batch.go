@@ -62,8 +62,9 @@ type batch struct {
 }
 
 // wait returns once the batch is committed, with its error. It does not give
-// up with ctx: the outcome decides whether the job completed.
-func (b *batch) wait(context.Context) error {
+// up when the job's context ends: the outcome decides whether the job
+// completed.
+func (b *batch) wait() error {
 	<-b.done
 	return b.err
 }

@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/http"
@@ -320,4 +321,12 @@ func TestOpenRefusesBadInput(t *testing.T) {
 	assert.ErrorContains(t, err, "WithWorkers(0)")
 	_, err = inbox.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"), recordingRouter())
 	assert.Error(t, err)
+}
+
+func TestWorkerAndAcceptorRefuseInvalidOptionsAtOnce(t *testing.T) {
+	t.Parallel()
+	assert.PanicsWithError(t, "inbox: WithMaxBatch(0): want at least 1", func() {
+		inbox.NewWorker[*sql.Tx](recordingRouter(), inbox.WithMaxBatch(0))
+	})
+	assert.Panics(t, func() { inbox.NewWorker[*sql.Tx](nil) })
 }

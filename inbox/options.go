@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Option configures Open, NewWorker or NewAcceptor.
+// Option configures Open, NewWorker or NewAcceptor. Open reports an invalid
+// option as an error; NewWorker and NewAcceptor panic on one.
 type Option func(*config) error
 
 type config struct {
@@ -33,8 +34,13 @@ const (
 	DefaultJobTimeout = time.Minute
 )
 
-func newConfig(opts []Option) *config {
-	cfg, _ := buildConfig(opts)
+// mustConfig is buildConfig for the constructors that return no error:
+// an invalid option is a mistake in the program, told at once.
+func mustConfig(opts []Option) *config {
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		panic(err)
+	}
 	return cfg
 }
 

@@ -112,9 +112,10 @@ type Worker[TTx any] struct {
 }
 
 // NewWorker returns a worker that dispatches deliveries to router. Of the
-// options, WithLogger, WithJobTimeout and WithMaxBatch apply.
+// options, WithLogger, WithJobTimeout and WithMaxBatch apply; it panics on a
+// nil router or an invalid option.
 func NewWorker[TTx any](router *webhooks.Router, opts ...Option) *Worker[TTx] {
-	cfg := newConfig(opts)
+	cfg := mustConfig(opts)
 	return newWorker[TTx](router, cfg, nil)
 }
 
@@ -279,7 +280,7 @@ func (t *jobTx[TTx]) complete(ctx context.Context) error {
 	t.turn = nil
 	*turn.savepointOpen = true // the next turn, or the commit, releases it
 	turn.release(true, false)
-	return turn.batch.wait(ctx)
+	return turn.batch.wait()
 }
 
 // abandon rolls back an unfinished savepoint and ends the turn.
