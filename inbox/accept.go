@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/cakemail-go/webhooks"
@@ -60,8 +59,7 @@ type Acceptor struct {
 }
 
 type failure struct {
-	at  time.Time
-	err error
+	at time.Time
 }
 
 type insertRequest struct {
@@ -79,13 +77,18 @@ type insertResult struct {
 // options, WithLogger and WithDuplicateWindow apply; the client's
 // CompletedJobRetentionPeriod must be at least the duplicate window, or
 // duplicates are forgotten sooner. Close it before stopping the client. It
-// panics on an invalid option.
+// panics on an invalid option or a driver other than riverpgxv5 and
+// riversqlite.
 func NewAcceptor[TTx any](client *river.Client[TTx], opts ...Option) *Acceptor {
 	cfg := mustConfig(opts)
-	return newAcceptor(client, client.Driver().DatabaseName(), cfg, nil)
+	d, err := dialectFor[TTx]()
+	if err != nil {
+		panic(err)
+	}
+	return newAcceptor(client, d.tuning(), cfg, nil)
 }
 
-func newAcceptor(client inserter, databaseName string, cfg *config, m *metrics) *Acceptor {
+func newAcceptor(client inserter, t tuning, cfg *config, m *metrics) *Acceptor {
 	a := &Acceptor{
 		client:  client,
 		log:     cfg.logger,
@@ -96,13 +99,8 @@ func newAcceptor(client inserter, databaseName string, cfg *config, m *metrics) 
 		quit:    make(chan struct{}),
 	}
 	a.accepting.Store(true)
-	// Postgres commits several transactions at once; SQLite one at a time.
-	committers := 2
-	if databaseName == riverdriver.DatabaseNameSQLite {
-		committers = 1
-	}
-	a.wg.Add(committers)
-	for range committers {
+	a.wg.Add(t.committers)
+	for range t.committers {
 		go func() { defer a.wg.Done(); a.commitLoop() }()
 	}
 	return a
@@ -153,7 +151,9 @@ func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", retryAfter)
 		http.Error(w, "not stored, retry later", http.StatusServiceUnavailable)
 	case res.duplicate:
-		a.log.InfoContext(r.Context(), "duplicate acknowledged", "event", event.Type, "body_sha256", args.BodySHA256)
+		// DEBUG: Cakemail retries in bursts, and the duplicates counter
+		// already tells their rate.
+		a.log.DebugContext(r.Context(), "duplicate acknowledged", "event", event.Type, "body_sha256", args.BodySHA256)
 		a.metrics.delivered(outcomeDuplicate, start)
 		w.WriteHeader(http.StatusOK)
 	default:
@@ -223,7 +223,7 @@ func (a *Acceptor) commit(batch []insertRequest) {
 		return
 	}
 	if err != nil {
-		a.lastFailure.Store(&failure{at: time.Now(), err: err})
+		a.lastFailure.Store(&failure{at: time.Now()})
 	} else {
 		a.lastFailure.Store(nil)
 	}
@@ -250,7 +250,7 @@ func (a *Acceptor) insertMany(ctx context.Context, batch []insertRequest) (map[s
 	for _, req := range batch {
 		if !seen[req.args.BodySHA256] {
 			seen[req.args.BodySHA256] = true
-			params = append(params, river.InsertManyParams{Args: req.args})
+			params = append(params, river.InsertManyParams{Args: req.args, InsertOpts: &river.InsertOpts{Tags: req.args.tags()}})
 		}
 	}
 	results, err := a.client.InsertMany(ctx, params)

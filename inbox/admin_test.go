@@ -375,7 +375,7 @@ func TestMetricLabelsAreAFixedSet(t *testing.T) {
 		"cakemail_inbox_deliveries_total": {`outcome="accepted"`, `outcome="duplicate"`, `outcome="unavailable"`},
 		"cakemail_inbox_jobs_total":       {`outcome="completed"`, `outcome="dead"`, `outcome="failed"`},
 		"cakemail_inbox_refused_total": {`reason="body_too_large"`, `reason="malformed_signature"`, `reason="missing_signature"`,
-			`reason="not_an_event"`, `reason="other"`, `reason="signature_mismatch"`, `reason="too_new"`, `reason="too_old"`, `reason="unreadable_body"`},
+			`reason="not_an_event"`, `reason="older_than_window"`, `reason="other"`, `reason="signature_mismatch"`, `reason="too_new"`, `reason="too_old"`, `reason="unreadable_body"`},
 	}, labels)
 	assert.Equal(t, 1.0, scrape(t, admin.URL)[`cakemail_inbox_refused_total{reason="other"}`])
 }

@@ -25,6 +25,7 @@ const (
 // batcher forms the batches of one worker.
 type batcher[TTx any] struct {
 	maxBatch int
+	tuning   tuning
 	requests chan *turnRequest[TTx]
 
 	mu      sync.Mutex
@@ -69,29 +70,8 @@ func (b *batch) wait() error {
 	return b.err
 }
 
-func newBatcher[TTx any](maxBatch int) *batcher[TTx] {
-	return &batcher[TTx]{maxBatch: maxBatch, requests: make(chan *turnRequest[TTx])}
-}
-
-// concurrentBatches is how many batch transactions run at once: one on
-// SQLite, which writes one transaction at a time anyway; a few on Postgres,
-// so that a handler holding its turn does not stall every other delivery
-// (more only compete for the same processors).
-func concurrentBatches(databaseName string) int {
-	if databaseName == riverdriver.DatabaseNameSQLite {
-		return 1
-	}
-	return 3
-}
-
-// maxBatchHold bounds how long one batch holds its transaction open while
-// deliveries keep asking for turns: on SQLite acknowledgements wait for it,
-// so it is shorter there (both tuned with BenchmarkBurst).
-func maxBatchHold(databaseName string) time.Duration {
-	if databaseName == riverdriver.DatabaseNameSQLite {
-		return 10 * time.Millisecond
-	}
-	return 20 * time.Millisecond
+func newBatcher[TTx any](maxBatch int, t tuning) *batcher[TTx] {
+	return &batcher[TTx]{maxBatch: maxBatch, tuning: t, requests: make(chan *turnRequest[TTx])}
 }
 
 // join waits for a turn in a batch.
@@ -99,7 +79,7 @@ func (b *batcher[TTx]) join(ctx context.Context, driver riverdriver.Driver[TTx])
 	req := &turnRequest[TTx]{granted: make(chan *turn[TTx], 1)}
 	b.mu.Lock()
 	b.waiting++
-	if b.running < min(b.waiting, concurrentBatches(driver.DatabaseName())) {
+	if b.running < min(b.waiting, b.tuning.batches) {
 		b.running++
 		go b.run(driver)
 	}
@@ -183,7 +163,7 @@ func (b *batcher[TTx]) commitBatch(driver riverdriver.Driver[TTx], first *turnRe
 		broken = broken || out.broken
 	}
 	serve(first)
-	start, hold := time.Now(), maxBatchHold(driver.DatabaseName())
+	start, hold := time.Now(), b.tuning.batchHold
 fill:
 	for !broken && completed < b.maxBatch && time.Since(start) < hold {
 		select {

@@ -2,24 +2,77 @@ package inbox
 
 import (
 	"context"
-	"errors"
+	"database/sql"
 	"fmt"
-	"net/url"
-	"strings"
+	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
-// database is what Open needs of SQLite or Postgres beyond River's driver.
-// The inbox is written once against it; sqlite.go and postgres.go each
-// implement it.
+// dialect is one database's SQL and behaviour, as River's drivers are its
+// queries: sqlite.go and postgres.go each define one. A Worker and an
+// Acceptor find theirs from River's transaction type, so a service's own
+// River client gets the same as Open's.
+type dialect[TTx any] interface {
+	sqldb.Dialect
+	// execTx runs a statement in a transaction of River's driver.
+	execTx(ctx context.Context, tx TTx, query string, args ...any) (int64, error)
+	// execTxAll runs statements in order, in one round trip where the
+	// database allows, and reports the rows each changed; it stops at the
+	// first error.
+	execTxAll(ctx context.Context, tx TTx, stmts []statement) ([]int64, error)
+	tuning() tuning
+}
+
+// tuning is how the inbox shares one database's time between acknowledging
+// and processing (tuned with BenchmarkBurst).
+type tuning struct {
+	// workers is how many deliveries one process works at once by default;
+	// most of them wait for a turn in a batch, which is cheap.
+	workers int
+	// batches is how many batch transactions run at once.
+	batches int
+	// batchHold bounds how long one batch holds its transaction open while
+	// deliveries keep asking for turns.
+	batchHold time.Duration
+	// committers is how many acknowledgement commits run at once.
+	committers int
+}
+
+// statement is a query and its arguments.
+type statement struct {
+	query string
+	args  []any
+}
+
+// dialectFor is the dialect of River's driver whose transactions are TTx.
+func dialectFor[TTx any]() (dialect[TTx], error) {
+	var zero TTx
+	var d any
+	switch any(&zero).(type) {
+	case *pgx.Tx:
+		d = postgresDialect{sqldb.Postgres}
+	case **sql.Tx:
+		d = sqliteDialect{sqldb.SQLite}
+	default:
+		return nil, fmt.Errorf("inbox: no support for River drivers whose transactions are %T: use riverpgxv5 or riversqlite", zero)
+	}
+	return d.(dialect[TTx]), nil
+}
+
+// database is a database Open connected to: its dialect, River's driver on
+// it, and a connection for statements outside River's transactions.
 type database[TTx any] interface {
+	dialect[TTx]
 	driver() riverdriver.Driver[TTx]
-	// defaultWorkers is how many deliveries one process works at once.
-	defaultWorkers() int
-	sqlRunner
+	conn() sqldb.Conn
+	// singleProcess is true where no other process can share the database
+	// (the SQLite file lock), so every other client that ran on it is gone.
+	singleProcess() bool
 	// withMigrationLock runs fn while no other process migrates.
 	withMigrationLock(ctx context.Context, fn func() error) error
 	close()
@@ -28,7 +81,7 @@ type database[TTx any] interface {
 // migrate brings River's tables, the inbox's and the application's up to
 // date. River applies each of its versions in a transaction of its own; the
 // rest come in one more.
-func migrate[TTx any](ctx context.Context, db database[TTx], schema []string) error {
+func migrate[TTx any](ctx context.Context, db database[TTx], ddl []string) error {
 	migrator, err := rivermigrate.New(db.driver(), nil)
 	if err != nil {
 		return err
@@ -43,7 +96,7 @@ func migrate[TTx any](ctx context.Context, db database[TTx], schema []string) er
 			return err
 		}
 		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after commit
-		for _, stmt := range append([]string{clientsTable}, schema...) {
+		for _, stmt := range append([]string{clientsTable}, ddl...) {
 			if err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("schema: %w", err)
 			}
@@ -58,34 +111,3 @@ const clientsTable = `CREATE TABLE IF NOT EXISTS cakemail_inbox_client (
 	id TEXT PRIMARY KEY,
 	heartbeat_at BIGINT NOT NULL
 )`
-
-// databaseKind is where a database URL points.
-type databaseKind struct {
-	sqlitePath  string // set for SQLite
-	postgresURL string // set for Postgres; may hold a password, so never logged
-}
-
-// parseDatabaseURL reads sqlite:///path/to/file.db or postgres://... Errors
-// never repeat the URL: it may hold a password.
-func parseDatabaseURL(raw string) (databaseKind, error) {
-	switch {
-	case strings.HasPrefix(raw, "sqlite://"):
-		path := strings.TrimPrefix(raw, "sqlite://")
-		if path == "" || strings.ContainsAny(path, "?#") {
-			return databaseKind{}, errors.New("inbox: database URL: want sqlite:///path/to/file.db")
-		}
-		return databaseKind{sqlitePath: path}, nil
-	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
-		if _, err := pgxpool.ParseConfig(raw); err != nil {
-			// pgx's error can quote the URL, password included.
-			return databaseKind{}, errors.New("inbox: database URL: not a valid postgres:// URL")
-		}
-		return databaseKind{postgresURL: raw}, nil
-	default:
-		// Only a well-formed scheme is echoed: anything else might be a secret.
-		if u, err := url.Parse(raw); err == nil && u.Scheme != "" && strings.HasPrefix(raw, u.Scheme+"://") {
-			return databaseKind{}, fmt.Errorf("inbox: database URL: unsupported scheme %q: want sqlite:// or postgres://", u.Scheme)
-		}
-		return databaseKind{}, errors.New("inbox: database URL: want sqlite:///path/to/file.db or a postgres:// URL")
-	}
-}

@@ -35,7 +35,7 @@ func ExampleOpen() {
 		return err // an error: River retries with backoff, then keeps it as a dead letter
 	})
 	ib, err := inbox.Open(ctx, databaseURL, router,
-		inbox.WithSchema(`CREATE TABLE IF NOT EXISTS bounces (body_sha256 TEXT PRIMARY KEY)`))
+		inbox.WithDDL(`CREATE TABLE IF NOT EXISTS bounces (body_sha256 TEXT PRIMARY KEY)`))
 	if err != nil {
 		log.Fatal(err)
 	}

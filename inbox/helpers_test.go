@@ -110,7 +110,7 @@ func startInbox(t testing.TB, url string, router *webhooks.Router, opts ...inbox
 		router = recordingRouter()
 	}
 	ctx := context.Background()
-	opts = append([]inbox.Option{inbox.WithLogger(logger), inbox.WithSchema(processedEvents)}, opts...)
+	opts = append([]inbox.Option{inbox.WithLogger(logger), inbox.WithDDL(processedEvents)}, opts...)
 	ib, err := inbox.Open(ctx, url, router, opts...)
 	require.NoError(t, err)
 	v, err := webhooks.NewVerifier([]string{testSecret}, webhooks.WithOnReject(func(r *http.Request, err error) {

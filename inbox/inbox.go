@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 // Inbox receives Cakemail deliveries durably: it acknowledges each once it is
@@ -55,42 +56,42 @@ func Open(ctx context.Context, databaseURL string, router *webhooks.Router, opts
 	if router == nil {
 		return nil, errors.New("inbox: Open with a nil router")
 	}
-	kind, err := parseDatabaseURL(databaseURL)
+	target, err := sqldb.ParseURL(databaseURL)
 	if err != nil {
-		return nil, err
+		return nil, errors.New("inbox: database URL: " + err.Error())
 	}
-	if kind.sqlitePath != "" {
-		db, err := openSQLite(kind.sqlitePath)
+	if target.SQLitePath != "" {
+		db, err := openSQLite(target.SQLitePath)
 		if err != nil {
 			return nil, err
 		}
 		return open(ctx, db, router, cfg)
 	}
-	db, err := openPostgres(ctx, kind.postgresURL, cfg.workers)
+	db, err := openPostgres(ctx, target.PostgresURL)
 	if err != nil {
 		return nil, err
 	}
 	return open(ctx, db, router, cfg)
 }
 
-// database pairs the SQL the inbox runs with River's driver for it.
+// open prepares an Inbox on a database Open connected to.
 func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Router, cfg *config) (ib *Inbox, err error) {
 	defer func() {
 		if err != nil {
 			db.close()
 		}
 	}()
-	if err := migrate(ctx, db, cfg.schema); err != nil {
+	if err := migrate(ctx, db, cfg.ddl); err != nil {
 		return nil, fmt.Errorf("inbox: migrating the database: %w", err)
 	}
 	workers := cfg.workers
 	if workers == 0 {
-		workers = db.defaultWorkers()
+		workers = db.tuning().workers
 	}
 	clientID := newClientID()
-	m := newMetrics(db)
+	m := newMetrics(db.conn())
 	registry := river.NewWorkers()
-	worker := newWorker[TTx](router, cfg, m)
+	worker := newWorker(router, dialect[TTx](db), cfg, m)
 	river.AddWorker(registry, worker)
 	riverConfig := &river.Config{
 		ID:                          clientID,
@@ -119,11 +120,10 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 		log:      cfg.logger,
 		clientID: clientID,
 		metrics:  m,
-		live:     newLiveness(db, clientID, &worker.working, cfg.logger),
-		acceptor: newAcceptor(client, db.driver().DatabaseName(), cfg, m),
-
-		river:   client,
-		closeDB: db.close,
+		live:     newLiveness(db.conn(), db.singleProcess(), clientID, &worker.working, cfg.logger),
+		acceptor: newAcceptor(client, db.tuning(), cfg, m),
+		river:    client,
+		closeDB:  db.close,
 	}
 	ib.acceptor.accepting.Store(false) // until Start
 	ib.acceptor.tracing = cfg.tracing
@@ -201,9 +201,6 @@ func (ib *Inbox) Stop(ctx context.Context) error {
 func (ib *Inbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ib.acceptor.ServeHTTP(w, r)
 }
-
-// ClientID is this process's River client id, as river_job.attempted_by names it.
-func (ib *Inbox) ClientID() string { return ib.clientID }
 
 // minLevel keeps River's routine messages out of the log stream; the worker
 // logs every failed attempt itself.

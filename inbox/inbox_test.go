@@ -39,7 +39,7 @@ func TestDeliveryIsAcknowledgedAfterCommitAndProcessedOnce(t *testing.T) {
 		require.Equal(t, http.StatusAccepted, ti.post(other, testSecret))
 		ti.waitCount(t, 1, countProcessed, sha(other))
 		assert.EqualValues(t, 1, ti.count(t, countProcessed, sha(body)), "the duplicate was processed again")
-		assert.Contains(t, ti.logs.String(), `"msg":"duplicate acknowledged"`)
+		assert.Contains(t, ti.logs.String(), `"level":"DEBUG","msg":"duplicate acknowledged"`, "duplicates are logged at DEBUG: Cakemail retries in bursts")
 	})
 }
 
@@ -329,4 +329,20 @@ func TestWorkerAndAcceptorRefuseInvalidOptionsAtOnce(t *testing.T) {
 		inbox.NewWorker[*sql.Tx](recordingRouter(), inbox.WithMaxBatch(0))
 	})
 	assert.Panics(t, func() { inbox.NewWorker[*sql.Tx](nil) })
+}
+
+// River UI lists jobs by kind, tags and time, not args: each delivery's job
+// is tagged with its event type, dots made underscores as River's tags want.
+func TestJobsAreTaggedWithTheirEventType(t *testing.T) {
+	t.Parallel()
+	onBothDatabases(t, func(t *testing.T, url string) {
+		ti := startInbox(t, url, nil)
+		body := payload("email.opened", "tag@example.com")
+		require.Equal(t, http.StatusAccepted, ti.post(body, testSecret))
+		query := `SELECT count(*) FROM river_job WHERE 'Email_Opened' = ANY(tags)`
+		if ti.db != nil {
+			query = `SELECT count(*) FROM river_job, json_each(river_job.tags) WHERE json_each.value = 'Email_Opened'`
+		}
+		assert.EqualValues(t, 1, ti.count(t, query))
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 // Outcomes of a delivery, the values of cakemail_inbox_deliveries_total's label.
@@ -35,7 +36,7 @@ type metrics struct {
 	completed, failed, deadJobs prometheus.Counter
 }
 
-func newMetrics(db sqlRunner) *metrics {
+func newMetrics(db sqldb.Conn) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -117,6 +118,8 @@ var refusalReasons = []struct {
 	{webhooks.ErrBodyTooLarge, "body_too_large"},
 	{webhooks.ErrUnreadableBody, "unreadable_body"},
 	{webhooks.ErrInvalidEvent, "not_an_event"},
+	// Before ErrTooOld, which it wraps: the inbox's own refusal, not the verifier's.
+	{errTooOld, "older_than_window"},
 	{webhooks.ErrTooOld, "too_old"},
 	{webhooks.ErrTooNew, "too_new"},
 	{nil, "other"},
@@ -140,7 +143,7 @@ func (ib *Inbox) OnReject(r *http.Request, err error) {
 // queueCollector reads the queue's gauges from the database at each scrape,
 // so they are right across replicas and restarts.
 type queueCollector struct {
-	db sqlRunner
+	db sqldb.Conn
 }
 
 var (
@@ -169,10 +172,10 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		// The earliest scheduled_at of the backlog is its oldest due
 		// delivery, or in the future when none is due yet (a negative age,
 		// reported as 0). A retry's due time counts, not its first arrival.
-		{oldestWaitingDesc, `SELECT coalesce(` + c.db.secondsSince("min(scheduled_at)") + `, 0) FROM river_job WHERE kind = $1 AND state IN ('available', 'retryable', 'scheduled')`},
+		{oldestWaitingDesc, `SELECT coalesce(` + c.db.SecondsSince("min(scheduled_at)") + `, 0) FROM river_job WHERE kind = $1 AND state IN ('available', 'retryable', 'scheduled')`},
 		{deadLettersDesc, `SELECT count(*) FROM river_job WHERE kind = $1 AND state IN ('discarded', 'cancelled')`},
 	} {
-		v, err := c.db.queryInts(ctx, g.query, DeliveryArgs{}.Kind())
+		v, err := c.db.QueryInts(ctx, g.query, DeliveryArgs{}.Kind())
 		if err != nil || len(v) != 1 {
 			ch <- prometheus.NewInvalidMetric(g.desc, errors.Join(errors.New("inbox: reading the queue"), err))
 			continue

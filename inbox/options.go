@@ -18,7 +18,7 @@ type config struct {
 	workers             int
 	jobTimeout          time.Duration
 	maxBatch            int
-	schema              []string
+	ddl                 []string
 	tracing             bool
 }
 
@@ -152,15 +152,22 @@ func WithMaxBatch(n int) Option {
 	}
 }
 
-// WithSchema adds the application's own statements to Open's migration.
-// They run after River's, in one transaction, every time Open runs, so
-// write them to be repeated: CREATE TABLE IF NOT EXISTS.
-func WithSchema(statements ...string) Option {
+// WithDDL adds the application's own statements (CREATE TABLE, CREATE
+// INDEX) to Open's migration. They run after River's and the inbox's, in
+// one transaction, every time Open runs, so write them to be repeated:
+// CREATE TABLE IF NOT EXISTS.
+func WithDDL(statements ...string) Option {
 	return func(c *config) error {
-		c.schema = append(c.schema, statements...)
+		c.ddl = append(c.ddl, statements...)
 		return nil
 	}
 }
+
+// WithSchema is WithDDL's former name.
+//
+// Deprecated: use WithDDL; River's own "schema" is a Postgres schema, which
+// these statements are not.
+func WithSchema(statements ...string) Option { return WithDDL(statements...) }
 
 // WithTracing adds River's OpenTelemetry middleware and a span from each
 // delivery's request to its insert, using the global tracer provider, so a

@@ -56,7 +56,7 @@ func startServingProcess(t *testing.T, databaseURL string) string {
 func serveForATest(databaseURL string) {
 	ctx := context.Background()
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	ib, err := inbox.Open(ctx, databaseURL, recordingRouter(), inbox.WithLogger(logger), inbox.WithSchema(processedEvents))
+	ib, err := inbox.Open(ctx, databaseURL, recordingRouter(), inbox.WithLogger(logger), inbox.WithDDL(processedEvents))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 // A process proves it is alive with a heartbeat: a row it updates every
@@ -24,31 +26,11 @@ const (
 	forgetAfter = 24 * time.Hour
 )
 
-// sqlRunner is the part of a database that liveness, metrics and the
-// operator's tools use.
-type sqlRunner interface {
-	// singleProcess is true where no other process can share the database
-	// (the SQLite file lock), so every other client that ran on it is gone.
-	singleProcess() bool
-	// exec runs one statement outside any transaction.
-	exec(ctx context.Context, query string, args ...any) (int64, error)
-	// queryInts runs a query whose rows are one integer each.
-	queryInts(ctx context.Context, query string, args ...any) ([]int64, error)
-	// queryStrings runs a query whose rows are one string each.
-	queryStrings(ctx context.Context, query string, args ...any) ([]string, error)
-	// nowMillis is the SQL for the database's clock in Unix milliseconds:
-	// replicas compare heartbeats on one clock, not on theirs.
-	nowMillis() string
-	// lastAttemptedBy is the SQL for the client that ran a job's latest attempt.
-	lastAttemptedBy() string
-	// secondsSince is the SQL for the whole seconds from the time t to now.
-	secondsSince(t string) string
-}
-
 // liveness beats for this process and rescues the jobs of dead ones, and
 // its own that River lost track of.
 type liveness struct {
-	db       sqlRunner
+	db       sqldb.Conn
+	alone    bool // no other process can share the database
 	clientID string
 	log      *slog.Logger
 	working  *inFlight
@@ -59,35 +41,42 @@ type liveness struct {
 	mu           sync.Mutex
 	healthySince time.Time // zero while heartbeats fail
 
+	// stop and done are the running loop's, nil while none runs; start and
+	// close run under the Inbox's lock.
 	stop chan struct{}
 	done chan struct{}
 }
 
-func newLiveness(db sqlRunner, clientID string, working *inFlight, log *slog.Logger) *liveness {
-	return &liveness{db: db, clientID: clientID, working: working, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+func newLiveness(db sqldb.Conn, alone bool, clientID string, working *inFlight, log *slog.Logger) *liveness {
+	return &liveness{db: db, alone: alone, clientID: clientID, working: working, log: log}
 }
 
 // start beats once, hands back what dead processes left running, and keeps
-// doing both in the background until close.
+// doing both in the background until close. It can be called again after a
+// failed start or a close.
 func (l *liveness) start(ctx context.Context) error {
+	if l.stop != nil {
+		return nil
+	}
 	if err := l.beat(ctx); err != nil {
 		return fmt.Errorf("inbox: heartbeat: %w", err)
 	}
 	if err := l.rescue(ctx); err != nil {
 		return fmt.Errorf("inbox: rescuing the jobs of dead processes: %w", err)
 	}
-	go l.loop()
+	l.stop, l.done = make(chan struct{}), make(chan struct{})
+	go l.loop(l.stop, l.done)
 	return nil
 }
 
-func (l *liveness) loop() {
-	defer close(l.done)
+func (l *liveness) loop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
 	t := time.NewTicker(heartbeatInterval)
 	defer t.Stop()
 	beats := 0
 	for {
 		select {
-		case <-l.stop:
+		case <-stop:
 			return
 		case <-t.C:
 		}
@@ -98,7 +87,7 @@ func (l *liveness) loop() {
 			l.log.Warn("inbox: rescuing the jobs of dead processes", "err", err)
 		}
 		if beats++; beats%3600 == 0 {
-			l.db.exec(ctx, `DELETE FROM cakemail_inbox_client WHERE heartbeat_at < `+l.db.nowMillis()+` - $1`, //nolint:errcheck // tried again in an hour
+			l.db.Exec(ctx, `DELETE FROM cakemail_inbox_client WHERE heartbeat_at < `+l.db.NowMillis()+` - $1`, //nolint:errcheck // tried again in an hour
 				forgetAfter.Milliseconds())
 		}
 		cancel()
@@ -108,20 +97,19 @@ func (l *liveness) loop() {
 // close stops the heartbeat and removes this process's row, so that others
 // need not wait to know it is gone.
 func (l *liveness) close(ctx context.Context) {
-	select {
-	case <-l.stop:
+	if l.stop == nil {
 		return
-	default:
-		close(l.stop)
 	}
+	close(l.stop)
 	<-l.done
-	l.db.exec(ctx, `DELETE FROM cakemail_inbox_client WHERE id = $1`, l.clientID) //nolint:errcheck // a stale row only delays nothing: this process runs no job any more
+	l.stop, l.done = nil, nil
+	l.db.Exec(ctx, `DELETE FROM cakemail_inbox_client WHERE id = $1`, l.clientID) //nolint:errcheck // a stale row only delays nothing: this process runs no job any more
 }
 
 // beat commits this process's heartbeat. A heartbeat is a write, so it also
 // proves the database can take one: it fails on a full disk.
 func (l *liveness) beat(ctx context.Context) error {
-	_, err := l.db.exec(ctx, `INSERT INTO cakemail_inbox_client (id, heartbeat_at) VALUES ($1, `+l.db.nowMillis()+`)
+	_, err := l.db.Exec(ctx, `INSERT INTO cakemail_inbox_client (id, heartbeat_at) VALUES ($1, `+l.db.NowMillis()+`)
 		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, l.clientID)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -134,6 +122,7 @@ func (l *liveness) beat(ctx context.Context) error {
 	if l.healthySince.IsZero() {
 		l.healthySince = now
 	}
+	l.lastErr.Store(nil) // health names the failure of now, not one long past
 	l.lastBeat.Store(now.UnixNano())
 	return nil
 }
@@ -152,7 +141,7 @@ func (l *liveness) beatAge() time.Duration {
 // database outage every process's heartbeat is old, and the others need as
 // long as this one to beat again.
 func (l *liveness) rescue(ctx context.Context) error {
-	if !l.db.singleProcess() {
+	if !l.alone {
 		l.mu.Lock()
 		steady := !l.healthySince.IsZero() && time.Since(l.healthySince) >= deadAfter
 		l.mu.Unlock()
@@ -160,8 +149,8 @@ func (l *liveness) rescue(ctx context.Context) error {
 			return nil
 		}
 	}
-	owners, err := l.db.queryStrings(ctx, `SELECT DISTINCT `+l.db.lastAttemptedBy()+` FROM river_job
-		WHERE state = 'running' AND kind = $1 AND `+l.db.lastAttemptedBy()+` IS NOT NULL`, DeliveryArgs{}.Kind())
+	owners, err := l.db.QueryStrings(ctx, `SELECT DISTINCT `+l.db.LastAttemptedBy()+` FROM river_job
+		WHERE state = 'running' AND kind = $1 AND `+l.db.LastAttemptedBy()+` IS NOT NULL`, DeliveryArgs{}.Kind())
 	if err != nil {
 		return err
 	}
@@ -172,9 +161,9 @@ func (l *liveness) rescue(ctx context.Context) error {
 			}
 			continue
 		}
-		if !l.db.singleProcess() {
-			alive, err := l.db.queryInts(ctx, `SELECT count(*) FROM cakemail_inbox_client
-				WHERE id = $1 AND heartbeat_at > `+l.db.nowMillis()+` - $2`, owner, deadAfter.Milliseconds())
+		if !l.alone {
+			alive, err := l.db.QueryInts(ctx, `SELECT count(*) FROM cakemail_inbox_client
+				WHERE id = $1 AND heartbeat_at > `+l.db.NowMillis()+` - $2`, owner, deadAfter.Milliseconds())
 			if err != nil {
 				return err
 			}
@@ -182,8 +171,8 @@ func (l *liveness) rescue(ctx context.Context) error {
 				continue
 			}
 		}
-		n, err := l.db.exec(ctx, `UPDATE river_job SET state = 'available'
-			WHERE state = 'running' AND kind = $1 AND `+l.db.lastAttemptedBy()+` = $2`, DeliveryArgs{}.Kind(), owner)
+		n, err := l.db.Exec(ctx, `UPDATE river_job SET state = 'available'
+			WHERE state = 'running' AND kind = $1 AND `+l.db.LastAttemptedBy()+` = $2`, DeliveryArgs{}.Kind(), owner)
 		if err != nil {
 			return err
 		}
@@ -197,8 +186,8 @@ func (l *liveness) rescue(ctx context.Context) error {
 // rescueOwn hands back this process's running jobs that it is not working:
 // their outcome was lost on the way to the database.
 func (l *liveness) rescueOwn(ctx context.Context) error {
-	ids, err := l.db.queryInts(ctx, `SELECT id FROM river_job WHERE state = 'running' AND kind = $1 AND `+
-		l.db.lastAttemptedBy()+` = $2`, DeliveryArgs{}.Kind(), l.clientID)
+	ids, err := l.db.QueryInts(ctx, `SELECT id FROM river_job WHERE state = 'running' AND kind = $1 AND `+
+		l.db.LastAttemptedBy()+` = $2`, DeliveryArgs{}.Kind(), l.clientID)
 	if err != nil {
 		return err
 	}
@@ -206,7 +195,7 @@ func (l *liveness) rescueOwn(ctx context.Context) error {
 		if l.working.holds(id) {
 			continue
 		}
-		n, err := l.db.exec(ctx, `UPDATE river_job SET state = 'available' WHERE id = $1 AND state = 'running'`, id)
+		n, err := l.db.Exec(ctx, `UPDATE river_job SET state = 'available' WHERE id = $1 AND state = 'running'`, id)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"sync"
 	"syscall"
@@ -14,6 +13,8 @@ import (
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
+
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 const (
@@ -26,8 +27,38 @@ const (
 	maxWALBytes = 16 << 20
 )
 
+// sqliteDialect is SQLite's SQL and behaviour. SQLite writes one
+// transaction at a time: one batch and one acknowledgement commit at once,
+// and a short batch hold, since acknowledgements wait for it.
+type sqliteDialect struct{ sqldb.Dialect }
+
+func (sqliteDialect) tuning() tuning {
+	return tuning{workers: 200, batches: 1, batchHold: 10 * time.Millisecond, committers: 1}
+}
+
+func (sqliteDialect) execTx(ctx context.Context, tx *sql.Tx, query string, args ...any) (int64, error) {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (d sqliteDialect) execTxAll(ctx context.Context, tx *sql.Tx, stmts []statement) ([]int64, error) {
+	rows := make([]int64, 0, len(stmts))
+	for _, s := range stmts {
+		n, err := d.execTx(ctx, tx, s.query, s.args...)
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, n)
+	}
+	return rows, nil
+}
+
 // sqliteDB is one SQLite file, used by this process alone.
 type sqliteDB struct {
+	sqliteDialect
 	db        *sql.DB
 	drv       *riversqlite.Driver
 	closeOnce func()
@@ -41,14 +72,7 @@ func openSQLite(path string) (*sqliteDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	// WAL lets readers run beside the writer. synchronous(FULL) makes every
-	// commit survive a power cut, not only a crash: a 2xx is a promise.
-	// _txlock=immediate takes the write lock at BEGIN, so a transaction never
-	// fails half-way with SQLITE_BUSY; busy_timeout waits for it instead.
-	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
-		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
-		"&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate&_time_format=sqlite"
-	db, err := sql.Open(stmtCacheDriverName, dsn)
+	db, err := sql.Open(stmtCacheDriverName, sqldb.SQLiteDSN(path, true))
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -66,56 +90,20 @@ func openSQLite(path string) (*sqliteDB, error) {
 	}
 	stopCheckpoints := checkpointInBackground(db, path+"-wal")
 	return &sqliteDB{
-		db:        db,
-		drv:       riversqlite.New(db),
-		closeOnce: sync.OnceFunc(func() { stopCheckpoints(); db.Close(); lock.Close() }),
+		sqliteDialect: sqliteDialect{sqldb.SQLite},
+		db:            db,
+		drv:           riversqlite.New(db),
+		closeOnce:     sync.OnceFunc(func() { stopCheckpoints(); db.Close(); lock.Close() }),
 	}, nil
 }
 
 func (s *sqliteDB) driver() riverdriver.Driver[*sql.Tx] { return s.drv }
-func (s *sqliteDB) defaultWorkers() int                 { return 200 }
+func (s *sqliteDB) conn() sqldb.Conn                    { return sqldb.SQLiteConn(s.db) }
 func (s *sqliteDB) singleProcess() bool                 { return true }
 func (s *sqliteDB) close()                              { s.closeOnce() }
-func (s *sqliteDB) nowMillis() string                   { return `CAST(unixepoch('subsec') * 1000 AS INTEGER)` }
-func (s *sqliteDB) lastAttemptedBy() string             { return `json_extract(attempted_by, '$[#-1]')` }
 
 // withMigrationLock needs no lock: the file lock keeps other processes out.
 func (s *sqliteDB) withMigrationLock(_ context.Context, fn func() error) error { return fn() }
-
-func (s *sqliteDB) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := s.db.ExecContext(ctx, query, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
-func (s *sqliteDB) queryInts(ctx context.Context, query string, args ...any) ([]int64, error) {
-	return queryRows[int64](ctx, s.db, query, args...)
-}
-
-func (s *sqliteDB) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
-	return queryRows[string](ctx, s.db, query, args...)
-}
-
-func queryRows[T any](ctx context.Context, db *sql.DB, query string, args ...any) ([]T, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		var v sql.Null[T]
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		if v.Valid {
-			out = append(out, v.V)
-		}
-	}
-	return out, rows.Err()
-}
 
 // checkpointInBackground copies the write-ahead log into the database file
 // every checkpointInterval, between transactions. SQLite would otherwise do
@@ -170,8 +158,4 @@ func lockFile(path string) (*os.File, error) {
 		return nil, fmt.Errorf("inbox: locking %s: %w", path, err)
 	}
 	return f, nil
-}
-
-func (s *sqliteDB) secondsSince(t string) string {
-	return `CAST(unixepoch('now', 'subsec') - unixepoch(` + t + `, 'subsec') AS INTEGER)`
 }

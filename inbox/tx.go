@@ -2,28 +2,61 @@ package inbox
 
 import (
 	"context"
-	"database/sql"
+	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
-// execTx runs a statement in a River driver's transaction and reports the
-// rows it changed. Both databases take $1-style placeholders.
-func execTx[TTx any](ctx context.Context, tx TTx, query string, args ...any) (int64, error) {
-	switch tx := any(tx).(type) {
-	case pgx.Tx:
-		tag, err := tx.Exec(ctx, query, args...)
-		return tag.RowsAffected(), err
-	case *sql.Tx:
-		res, err := tx.ExecContext(ctx, query, args...)
+// errNotOwner means the job is no longer this attempt's: it was handed to
+// another process while this one ran, so this one must not apply anything.
+var errNotOwner = errors.New("job was handed to another attempt")
+
+// jobTx is a handler's Tx: a savepoint in the batch transaction that its
+// turn is granted in. It begins at the first statement, so a handler's slow
+// work before it writes holds no turn.
+type jobTx[TTx any] struct {
+	dialect dialect[TTx]
+	batches *batcher[TTx]
+	job     *river.Job[DeliveryArgs]
+	turn    *turn[TTx]
+	opened  bool // the turn's savepoint is open
+	tx      TTx
+	failed  error // the transaction can no longer be used
+}
+
+func (t *jobTx[TTx]) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	if t.turn == nil && t.failed == nil {
+		// The turn opens with this first statement, in one round trip.
+		n, err := t.open(ctx, &statement{query, args})
 		if err != nil {
-			return 0, err
+			t.failed = err
 		}
-		return res.RowsAffected()
-	default:
-		return 0, fmt.Errorf("inbox: no Exec for a %T transaction: use DriverTx", tx)
+		return n, err
 	}
+	if t.failed != nil {
+		return 0, t.failed
+	}
+	n, err := t.dialect.execTx(ctx, t.tx, query, args...)
+	if err != nil {
+		// Postgres refuses every later statement of a failed transaction:
+		// the handler may still return nil, but this delivery's effects must
+		// not complete it.
+		t.failed = err
+	}
+	return n, err
+}
+
+// driverTx opens the turn, if no statement has, and returns its transaction.
+func (t *jobTx[TTx]) driverTx(ctx context.Context) (TTx, error) {
+	if t.turn == nil && t.failed == nil {
+		if _, err := t.open(ctx, nil); err != nil {
+			t.failed = err
+		}
+	}
+	return t.tx, t.failed
 }
 
 // A turn's savepoint. One name serves every turn of a batch: a turn that
@@ -31,70 +64,95 @@ func execTx[TTx any](ctx context.Context, tx TTx, query string, args ...any) (in
 // round trip as it opens its own, and the commit releases the last one.
 const (
 	releaseTurn  = "RELEASE SAVEPOINT inbox_turn"
-	openTurnSQL  = "SAVEPOINT inbox_turn"
+	openTurn     = "SAVEPOINT inbox_turn"
 	rollbackTurn = "ROLLBACK TO SAVEPOINT inbox_turn"
 )
 
-// statement is a query and its arguments.
-type statement struct {
-	query string
-	args  []any
+// open waits for a turn in a batch, then, in one round trip on Postgres:
+// releases the previous turn's savepoint if it is still open, opens this
+// job's, marks the job completed if it is still this attempt's, and runs
+// first, the handler's first statement, reporting the rows that one changed.
+// A first statement that ran though the job was not this attempt's any more
+// is undone with the savepoint.
+func (t *jobTx[TTx]) open(ctx context.Context, first *statement) (int64, error) {
+	client, err := river.ClientFromContextSafely[TTx](ctx)
+	if err != nil {
+		return 0, fmt.Errorf("inbox: the delivery's transaction is only available on a River worker: %w", err)
+	}
+	driver := client.Driver()
+	if t.turn, err = t.batches.join(ctx, driver); err != nil {
+		return 0, err
+	}
+	t.tx = driver.UnwrapTx(t.turn.tx)
+	var stmts []statement
+	if *t.turn.savepointOpen {
+		stmts = append(stmts, statement{query: releaseTurn})
+	}
+	stmts = append(stmts, statement{query: openTurn},
+		statement{completeIfOwner(client.Schema(), t.dialect), []any{t.job.ID, t.job.Attempt}})
+	completion := len(stmts) - 1
+	if first != nil {
+		stmts = append(stmts, *first)
+	}
+	rows, err := t.dialect.execTxAll(ctx, t.tx, stmts)
+	*t.turn.savepointOpen = false
+	t.opened = true // if the savepoint did not open, undoing it fails and the batch is given up
+	switch {
+	case err != nil:
+		return 0, err
+	case rows[completion] != 1:
+		return 0, errNotOwner
+	case first != nil:
+		return rows[completion+1], nil
+	}
+	return 0, nil
 }
 
-// openTurn releases the previous turn's savepoint if it is still open, opens
-// this turn's, runs completion and then first, if any: the handler's first
-// statement. It reports the rows each changed. On Postgres all of it is one
-// round trip; a handler's statement that ran though the job was not this
-// attempt's any more is undone with the savepoint.
-func openTurn[TTx any](ctx context.Context, tx TTx, releasePrevious bool, completion statement, first *statement) (completed, firstRows int64, err error) {
-	stmts := []string{openTurnSQL}
-	if releasePrevious {
-		stmts = []string{releaseTurn, openTurnSQL}
+// complete keeps the delivery's effects and its completion in the batch and
+// waits for the batch to commit. A handler that wrote nothing has no effect
+// to keep together with its completion: River's own completer records it,
+// in batches of its own.
+func (t *jobTx[TTx]) complete() error {
+	if t.failed != nil {
+		return t.failed // even if the handler ignored it: its effects are not all there
 	}
-	if tx, ok := any(tx).(pgx.Tx); ok {
-		batch := &pgx.Batch{}
-		for _, s := range stmts {
-			batch.Queue(s)
-		}
-		batch.Queue(completion.query, completion.args...)
-		if first != nil {
-			batch.Queue(first.query, first.args...)
-		}
-		results := tx.SendBatch(ctx, batch)
-		defer func() {
-			if closeErr := results.Close(); err == nil {
-				err = closeErr
-			}
-		}()
-		for range stmts {
-			if _, err := results.Exec(); err != nil {
-				return 0, 0, err
-			}
-		}
-		tag, err := results.Exec()
-		if err != nil || first == nil {
-			return tag.RowsAffected(), 0, err
-		}
-		firstTag, err := results.Exec()
-		return tag.RowsAffected(), firstTag.RowsAffected(), err
+	if t.turn == nil {
+		return nil
 	}
-	for _, s := range stmts {
-		if _, err := execTx(ctx, tx, s); err != nil {
-			return 0, 0, err
-		}
-	}
-	if completed, err = execTx(ctx, tx, completion.query, completion.args...); err != nil || first == nil || completed != 1 {
-		return completed, 0, err
-	}
-	firstRows, err = execTx(ctx, tx, first.query, first.args...)
-	return completed, firstRows, err
+	turn := t.turn
+	t.turn = nil
+	*turn.savepointOpen = true // the next turn, or the commit, releases it
+	turn.release(true, false)
+	return turn.batch.wait()
 }
 
-// undoTurn rolls back to this turn's savepoint and releases it.
-func undoTurn[TTx any](ctx context.Context, tx TTx) error {
-	if _, err := execTx(ctx, tx, rollbackTurn); err != nil {
-		return err
+// abandon rolls back an unfinished savepoint and ends the turn.
+func (t *jobTx[TTx]) abandon() {
+	if t.turn == nil {
+		return
 	}
-	_, err := execTx(ctx, tx, releaseTurn)
+	broken := !t.opened || t.undo(context.Background()) != nil
+	t.turn.release(false, broken)
+	t.turn = nil
+}
+
+// undo rolls back to this turn's savepoint and releases it.
+func (t *jobTx[TTx]) undo(ctx context.Context) error {
+	_, err := t.dialect.execTxAll(ctx, t.tx, []statement{{query: rollbackTurn}, {query: releaseTurn}})
 	return err
+}
+
+// completeIfOwner marks the job completed, first in its savepoint, if it is
+// still the running attempt's: the row stays locked until the batch commits,
+// so two processes can never both commit an effect for one delivery, and a
+// failing handler's rollback to the savepoint undoes the completion with its
+// effects. It is River's completion in one small statement: on SQLite,
+// River's own takes three that are each parsed anew.
+func completeIfOwner(schema string, d sqldb.Dialect) string {
+	table := "river_job"
+	if schema != "" {
+		table = schema + ".river_job"
+	}
+	return `UPDATE ` + table + ` SET state = 'completed', finalized_at = ` + d.Now() +
+		` WHERE id = $1 AND state = 'running' AND attempt = $2`
 }

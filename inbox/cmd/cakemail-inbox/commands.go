@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 func (c *cli) status(ctx context.Context, args []string) error {
@@ -64,7 +66,7 @@ func (c *cli) status(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
-// deadLetter is one dead letter as listed.
+// replayWarning is printed by every replay, and in its help.
 const replayWarning = "warning: a replay runs the handlers again. Effects in the delivery's transaction are written again\n" +
 	"(the handler sees inbox.Delivery.Attempt > 1), and effects outside it (emails sent, calls to\n" +
 	"other services) happen again.\n"
@@ -102,7 +104,7 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 		return fmt.Errorf("listing completed deliveries: %w", err)
 	}
 	fmt.Fprint(c.stderr, replayWarning)
-	done, err := c.retryAll(ctx, s, jobs, *dryRun)
+	done, err := c.requeue(ctx, s, sqldb.CompletedStates, jobs, *dryRun)
 	if err != nil {
 		return err
 	}

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 type deadLetter struct {
@@ -170,7 +173,7 @@ func (c *cli) deadLettersRetry(ctx context.Context, args []string) error {
 			jobs = append(jobs, job)
 		}
 	}
-	done, err := c.retryAll(ctx, s, jobs, *dryRun)
+	done, err := c.requeue(ctx, s, sqldb.DeadStates, jobs, *dryRun)
 	if err != nil {
 		return err
 	}
@@ -194,27 +197,29 @@ type result struct {
 	IDs    []int64 `json:"ids"`
 }
 
-// retryAll makes jobs available again and returns the ids it changed; a job
-// that started running meanwhile is left alone.
-func (c *cli) retryAll(ctx context.Context, s store, jobs []*rivertype.JobRow, dryRun bool) ([]int64, error) {
-	done := []int64{}
+// requeue makes the jobs that are still in one of states available again,
+// and returns the ids it moved: a job another command or River UI moved
+// meanwhile, or that started running, is left alone and not counted.
+func (c *cli) requeue(ctx context.Context, s store, states []string, jobs []*rivertype.JobRow, dryRun bool) ([]int64, error) {
+	ids := make([]int64, 0, len(jobs))
 	for _, job := range jobs {
-		if dryRun {
-			done = append(done, job.ID)
-			continue
-		}
-		row, err := s.retry(ctx, job.ID)
-		if err != nil {
-			if len(done) > 0 {
-				fmt.Fprintf(c.stderr, "cakemail-inbox: retried %s before this failure\n", plural(len(done), "job", "jobs"))
-			}
-			return done, fmt.Errorf("retrying job %d: %w", job.ID, err)
-		}
-		if row.State == rivertype.JobStateAvailable {
-			done = append(done, job.ID)
-		}
+		ids = append(ids, job.ID)
 	}
-	return done, nil
+	if dryRun {
+		return ids, nil
+	}
+	moved, err := s.requeue(ctx, states, ids)
+	if err != nil {
+		if len(moved) > 0 {
+			fmt.Fprintf(c.stderr, "cakemail-inbox: moved %s back to the queue before this failure\n", plural(len(moved), "job", "jobs"))
+		}
+		return moved, err
+	}
+	if left := len(ids) - len(moved); left > 0 {
+		fmt.Fprintf(c.stderr, "cakemail-inbox: left %s alone: no longer %s (another command, River UI or the receiver moved them)\n",
+			plural(left, "job", "jobs"), strings.Join(states, " or "))
+	}
+	return moved, nil
 }
 
 // printJobs lists deliveries briefly, for a dry run.

@@ -143,8 +143,6 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// status prints the queue's counts.
-
 // openFiltered checks the filter flags, then opens the database: a usage
 // mistake is told before anything is opened.
 func (c *cli) openFiltered(ctx context.Context, ff *filterFlags, requireSince bool) (filter, store, error) {

@@ -3,7 +3,9 @@
 // putting them back; running completed deliveries through the handlers again.
 //
 // It reads the database from DATABASE_URL, sqlite:///path/to/file.db or
-// postgres://..., and works beside the running receiver on either.
+// postgres://..., and works beside the running receiver on either. Without
+// DATABASE_URL it uses examples/receiver's default, receiver.db in the
+// working directory, when that file is there.
 //
 //	cakemail-inbox status [--json]
 //	cakemail-inbox deadletters list [--type T] [--since 24h] [--grep TEXT] [--json]
@@ -19,11 +21,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
+
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 func main() {
@@ -34,7 +36,9 @@ func main() {
 }
 
 const usage = `cakemail-inbox operates a running inbox, on the database DATABASE_URL names
-(sqlite:///path/to/file.db or postgres://...), while the receiver runs.
+(sqlite:///path/to/file.db or postgres://...), while the receiver runs. Without
+DATABASE_URL, it uses receiver.db in the working directory, examples/receiver's
+default, when that file is there.
 
 Usage:
   cakemail-inbox status [--json]
@@ -132,11 +136,20 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 	}
 }
 
-// open connects to DATABASE_URL.
+// defaultDatabase is examples/receiver's database when DATABASE_URL is
+// unset: receiver.db in the working directory.
+const defaultDatabase = "receiver.db"
+
+// open connects to DATABASE_URL, or to the receiver's default database.
 func (c *cli) open(ctx context.Context) (store, error) {
 	raw := c.getenv("DATABASE_URL")
 	if raw == "" {
-		return nil, usageErrorf("DATABASE_URL is not set: want sqlite:///path/to/file.db or postgres://...")
+		if _, err := os.Stat(defaultDatabase); err != nil {
+			return nil, usageErrorf("DATABASE_URL is not set, and there is no %s here (examples/receiver's default): "+
+				"set DATABASE_URL to sqlite:///path/to/file.db or postgres://...", defaultDatabase)
+		}
+		fmt.Fprintf(c.stderr, "cakemail-inbox: DATABASE_URL is not set: using %s, examples/receiver's default\n", defaultDatabase)
+		raw = "sqlite://" + defaultDatabase
 	}
 	return openStore(ctx, raw)
 }
@@ -186,19 +199,4 @@ func parseFlags(fs *flags, args []string) ([]string, error) {
 
 // redact removes the database password from a message, should any error
 // have quoted the URL.
-func redact(msg, rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.User == nil {
-		return msg
-	}
-	pw, ok := u.User.Password()
-	if !ok || pw == "" {
-		return msg
-	}
-	for _, s := range []string{rawURL, u.User.String(), pw, url.QueryEscape(pw), url.PathEscape(pw)} {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "xxxxx")
-		}
-	}
-	return msg
-}
+func redact(msg, rawURL string) string { return sqldb.Redact(msg, rawURL) }

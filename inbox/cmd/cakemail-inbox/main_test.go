@@ -111,7 +111,7 @@ func TestDatabaseMistakesAreClearAndKeepThePassword(t *testing.T) {
 	}{
 		{"", "DATABASE_URL is not set", 2},
 		{"mysql://root:hunter2@db/app", `unsupported scheme "mysql"`, 2},
-		{"hunter2", "want sqlite:///path/to/file.db or postgres://", 2},
+		{"hunter2", "want sqlite:///path/to/file.db or a postgres:// URL", 2},
 		{"postgres://root:hunter2@x:notaport/y", "not a valid postgres:// URL", 2},
 		{"postgres://root:hunter2@127.0.0.1:1/y?connect_timeout=5", "connecting to Postgres", 1},
 		{"sqlite://" + filepath.Join(dir, "missing.db"), "no database at", 1},

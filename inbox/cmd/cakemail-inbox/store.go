@@ -6,22 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivertype"
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
+
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 // deliveryKind is the River job kind of a delivery, inbox.DeliveryArgs{}.Kind().
-const deliveryKind = "cakemail_delivery"
+const deliveryKind = sqldb.DeliveryKind
 
 // store is the inbox's database, reached beside the running receiver: on
 // SQLite without the receiver's file lock (the command never opens the inbox
@@ -36,8 +35,10 @@ type store interface {
 	// oldestWaiting is the waiting delivery (new, or due for a retry) due the longest, or nil.
 	oldestWaiting(ctx context.Context) (*rivertype.JobRow, error)
 	get(ctx context.Context, id int64) (*rivertype.JobRow, error)
-	// retry makes a job available to run again now.
-	retry(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	// requeue makes the jobs among ids that are still in one of states
+	// available to run now, each checked and moved in one statement, and
+	// returns those it moved.
+	requeue(ctx context.Context, states []string, ids []int64) ([]int64, error)
 	close()
 }
 
@@ -48,33 +49,24 @@ type stateCounts struct {
 // openStore connects to the database DATABASE_URL names. Its errors never
 // hold the URL: it may hold a password.
 func openStore(ctx context.Context, rawURL string) (store, error) {
-	switch {
-	case strings.HasPrefix(rawURL, "sqlite://"):
-		return openSQLite(ctx, strings.TrimPrefix(rawURL, "sqlite://"))
-	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
-		return openPostgres(ctx, rawURL)
-	default:
-		if u, err := url.Parse(rawURL); err == nil && u.Scheme != "" && strings.HasPrefix(rawURL, u.Scheme+"://") {
-			return nil, usageErrorf("DATABASE_URL: unsupported scheme %q: want sqlite:///path/to/file.db or postgres://...", u.Scheme)
-		}
-		return nil, usageErrorf("DATABASE_URL: want sqlite:///path/to/file.db or postgres://...")
+	target, err := sqldb.ParseURL(rawURL)
+	if err != nil {
+		return nil, usageErrorf("DATABASE_URL: %s", err)
 	}
+	if target.SQLitePath != "" {
+		return openSQLite(ctx, target.SQLitePath)
+	}
+	return openPostgres(ctx, target.PostgresURL)
 }
 
 func openSQLite(ctx context.Context, path string) (store, error) {
-	if path == "" || strings.ContainsAny(path, "?#") {
-		return nil, usageErrorf("DATABASE_URL: want sqlite:///path/to/file.db")
-	}
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("no database at %s: %w", path, errors.Unwrap(err))
 	}
 	// The receiver holds its lock on the file, not SQLite's: this connection
-	// shares the database the way SQLite allows, waiting up to busy_timeout
-	// for the receiver's commits. mode=rw never creates a file at a wrong path.
-	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
-		"?mode=rw&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
-		"&_pragma=foreign_keys(ON)&_txlock=immediate&_time_format=sqlite"
-	db, err := sql.Open("sqlite", dsn)
+	// shares the database the way SQLite allows, with the receiver's own
+	// settings, waiting up to busy_timeout for the receiver's commits.
+	db, err := sql.Open("sqlite", sqldb.SQLiteDSN(path, false))
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +75,7 @@ func openSQLite(ctx context.Context, path string) (store, error) {
 		db.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	s, err := newRiverStore(ctx, riversqlite.New(db), true, func() { db.Close() })
+	s, err := newRiverStore(ctx, riversqlite.New(db), sqldb.SQLiteConn(db), func() { db.Close() })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -91,35 +83,26 @@ func openSQLite(ctx context.Context, path string) (store, error) {
 }
 
 func openPostgres(ctx context.Context, rawURL string) (store, error) {
-	cfg, err := pgxpool.ParseConfig(rawURL)
+	cfg, err := sqldb.PostgresConfig(rawURL)
 	if err != nil {
-		// pgx's error can quote the URL, password included.
-		return nil, usageErrorf("DATABASE_URL: not a valid postgres:// URL")
+		return nil, usageErrorf("DATABASE_URL: %s", err)
 	}
 	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := sqldb.ConnectPostgres(ctx, cfg)
 	if err != nil {
-		return nil, errors.New("DATABASE_URL: cannot configure the Postgres pool")
+		return nil, err
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		var pgErr interface{ SQLState() string }
-		if errors.As(err, &pgErr) {
-			return nil, fmt.Errorf("connecting to Postgres: %w", err)
-		}
-		return nil, errors.New("connecting to Postgres: the server cannot be reached or refused the connection")
-	}
-	return newRiverStore(ctx, riverpgxv5.New(pool), false, pool.Close)
+	return newRiverStore(ctx, riverpgxv5.New(pool), sqldb.PostgresConn(pool), pool.Close)
 }
 
 type riverStore[TTx any] struct {
 	client  *river.Client[TTx]
 	exec    riverdriver.Executor
-	sqlite  bool
+	conn    sqldb.Conn
 	closeFn func()
 }
 
-func newRiverStore[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], sqlite bool, closeFn func()) (store, error) {
+func newRiverStore[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], conn sqldb.Conn, closeFn func()) (store, error) {
 	client, err := river.NewClient(driver, &river.Config{
 		Logger: slog.New(slog.DiscardHandler),
 	})
@@ -127,17 +110,17 @@ func newRiverStore[TTx any](ctx context.Context, driver riverdriver.Driver[TTx],
 		closeFn()
 		return nil, err
 	}
-	s := &riverStore[TTx]{client: client, exec: driver.GetExecutor(), sqlite: sqlite, closeFn: closeFn}
-	exists := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'river_job'`
-	if !sqlite {
-		exists = `SELECT CASE WHEN to_regclass('river_job') IS NULL THEN 0 ELSE 1 END`
+	s := &riverStore[TTx]{client: client, exec: driver.GetExecutor(), conn: conn, closeFn: closeFn}
+	exists := `SELECT CASE WHEN to_regclass('river_job') IS NULL THEN 0 ELSE 1 END`
+	if conn.Name() == sqldb.SQLite.Name() {
+		exists = `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'river_job'`
 	}
-	var n int64
-	if err := s.exec.QueryRow(ctx, exists).Scan(&n); err != nil {
+	n, err := conn.QueryInts(ctx, exists)
+	if err != nil {
 		closeFn()
 		return nil, err
 	}
-	if n == 0 {
+	if len(n) != 1 || n[0] == 0 {
 		closeFn()
 		return nil, errors.New("no inbox in this database: River's tables are missing (has the receiver run on it?)")
 	}
@@ -147,17 +130,13 @@ func newRiverStore[TTx any](ctx context.Context, driver riverdriver.Driver[TTx],
 func (s *riverStore[TTx]) close() { s.closeFn() }
 
 func (s *riverStore[TTx]) counts(ctx context.Context) (stateCounts, error) {
-	hourAgo := `finalized_at >= now() - interval '1 hour'`
-	if s.sqlite {
-		hourAgo = `unixepoch(finalized_at, 'subsec') >= unixepoch('now', 'subsec') - 3600`
-	}
 	var c stateCounts
 	err := s.exec.QueryRow(ctx, `SELECT
 		coalesce(sum(CASE WHEN state IN ('available', 'pending', 'scheduled') THEN 1 ELSE 0 END), 0),
 		coalesce(sum(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0),
 		coalesce(sum(CASE WHEN state = 'retryable' THEN 1 ELSE 0 END), 0),
 		coalesce(sum(CASE WHEN state IN ('discarded', 'cancelled') THEN 1 ELSE 0 END), 0),
-		coalesce(sum(CASE WHEN state = 'completed' AND `+hourAgo+` THEN 1 ELSE 0 END), 0)
+		coalesce(sum(CASE WHEN state = 'completed' AND `+s.conn.SecondsSince("finalized_at")+` < 3600 THEN 1 ELSE 0 END), 0)
 		FROM river_job WHERE kind = $1`, deliveryKind).
 		Scan(&c.Waiting, &c.Running, &c.Retrying, &c.Dead, &c.CompletedLastHour)
 	return c, err
@@ -203,8 +182,8 @@ func (s *riverStore[TTx]) get(ctx context.Context, id int64) (*rivertype.JobRow,
 	return job, err
 }
 
-func (s *riverStore[TTx]) retry(ctx context.Context, id int64) (*rivertype.JobRow, error) {
-	return s.client.JobRetry(ctx, id)
+func (s *riverStore[TTx]) requeue(ctx context.Context, states []string, ids []int64) ([]int64, error) {
+	return sqldb.Requeue(ctx, s.conn, states, ids)
 }
 
 // now is the clock the command reads; the database's and this machine's

@@ -1,0 +1,49 @@
+package inbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Tx is the transaction a handler writes its effects in. It commits together
+// with the job's completion: both happen, or neither does. It begins at the
+// first Exec, so do slow work (calls to other services) before writing, not
+// after: while a handler holds it, other deliveries' effects wait. Like any
+// database transaction, it is for one goroutine at a time.
+type Tx interface {
+	// Exec runs a statement with $1-style placeholders and reports the rows it changed.
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+}
+
+// Delivery is what a handler learns about the delivery beside its event.
+type Delivery struct {
+	Tx         Tx     // where the handler's effects go
+	BodySHA256 string // hex SHA-256 of the body as received
+	Attempt    int    // 1 on the first run, more on retries
+	JobID      int64  // the River job's id
+}
+
+type deliveryKey struct{}
+
+// DeliveryFromContext returns the delivery a handler is running for.
+func DeliveryFromContext(ctx context.Context) (*Delivery, bool) {
+	d, ok := ctx.Value(deliveryKey{}).(*Delivery)
+	return d, ok
+}
+
+// DriverTx returns the delivery's transaction in the River driver's own type
+// (pgx.Tx for riverpgxv5, *sql.Tx for riversqlite), for effects written with
+// pgx, sqlc or database/sql code. It begins the transaction if no Exec has.
+func DriverTx[TTx any](ctx context.Context) (TTx, error) {
+	var zero TTx
+	d, ok := DeliveryFromContext(ctx)
+	if !ok {
+		return zero, errors.New("inbox: DriverTx called outside a delivery's handler")
+	}
+	t, ok := d.Tx.(*jobTx[TTx])
+	if !ok {
+		return zero, fmt.Errorf("inbox: DriverTx[%T] does not match the River driver's transaction type", zero)
+	}
+	return t.driverTx(ctx)
+}
