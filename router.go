@@ -68,6 +68,22 @@ func (r *Router) OnUnhandled(h HandlerFunc) {
 	r.unhandled = h
 }
 
+// Handles reports whether Dispatch runs a handler for events of type t: a
+// route for it, or the unhandled handler. A queue that fans deliveries out
+// to several routers asks it to skip the routers with nothing to do.
+func (r *Router) Handles(t EventType) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.unhandled != nil {
+		return true
+	}
+	if _, ok := r.routes[t]; ok {
+		return true
+	}
+	_, ok := r.routes[canonicalEventType(string(t))]
+	return ok
+}
+
 // Dispatch runs the handler for e's type, or the unhandled handler, and returns
 // its error. A panicking handler is recovered into an error wrapping
 // ErrHandlerPanic, so one bad event cannot take a worker or server down.

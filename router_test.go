@@ -223,3 +223,18 @@ func TestZeroRouter(t *testing.T) {
 	bare.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"event":"Email.Opened"}`)))
 	assert.Equal(t, http.StatusInternalServerError, w.Code)
 }
+
+func TestRouterHandlesTellsWhetherDispatchRunsAHandler(t *testing.T) {
+	var zero webhooks.Router
+	assert.False(t, zero.Handles(webhooks.EventEmailOpened), "a zero Router handles nothing")
+
+	r := webhooks.NewRouter()
+	r.On(webhooks.EventEmailBounced, func(context.Context, *webhooks.Event) error { return nil })
+	assert.True(t, r.Handles(webhooks.EventEmailBounced))
+	assert.True(t, r.Handles("email.bounced"), "any documented spelling")
+	assert.False(t, r.Handles(webhooks.EventEmailOpened))
+
+	r.OnUnhandled(func(context.Context, *webhooks.Event) error { return nil })
+	assert.True(t, r.Handles(webhooks.EventEmailOpened), "OnUnhandled handles every other type")
+	assert.True(t, r.Handles("Brand.New"))
+}
