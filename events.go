@@ -378,33 +378,45 @@ const (
 // outside years 0001 to 9999 (UTC), or not finite, is refused.
 func eventTime(createdOn, timestamp json.RawMessage) (time.Time, error) {
 	if !isNullJSON(createdOn) {
-		s := strings.Trim(string(createdOn), `"`)
-		secs, err := strconv.ParseFloat(s, 64)
-		if err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) {
-			return time.Time{}, fmt.Errorf("%w: created_on is not Unix seconds", ErrInvalidEvent)
-		}
-		if secs < minEventUnix || secs >= maxEventUnix+1 {
-			return time.Time{}, fmt.Errorf("%w: created_on is outside the years 0001 to 9999", ErrInvalidEvent)
-		}
-		whole := math.Floor(secs)
-		return time.Unix(int64(whole), int64((secs-whole)*1e9)).UTC(), nil
+		return unixTime(createdOn, "created_on")
 	}
 	if !isNullJSON(timestamp) {
-		var s string
-		if err := json.Unmarshal(timestamp, &s); err != nil {
-			return time.Time{}, fmt.Errorf("%w: timestamp is not an RFC 3339 string", ErrInvalidEvent)
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("%w: timestamp is not RFC 3339", ErrInvalidEvent)
-		}
-		// Four digits hold year 0000, and an offset can carry 9999 past its end.
-		if y := t.UTC().Year(); y < 1 || y > 9999 {
-			return time.Time{}, fmt.Errorf("%w: timestamp is outside the years 0001 to 9999", ErrInvalidEvent)
-		}
-		return t, nil
+		return rfc3339Time(timestamp, "timestamp")
 	}
 	return time.Time{}, nil
+}
+
+// unixTime reads the field's Unix seconds, sent as a number or a numeric string,
+// in UTC; errors wrap ErrInvalidEvent and never quote the value.
+func unixTime(raw json.RawMessage, field string) (time.Time, error) {
+	s := strings.Trim(string(raw), `"`)
+	secs, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) {
+		return time.Time{}, fmt.Errorf("%w: %s is not Unix seconds", ErrInvalidEvent, field)
+	}
+	if secs < minEventUnix || secs >= maxEventUnix+1 {
+		return time.Time{}, fmt.Errorf("%w: %s is outside the years 0001 to 9999", ErrInvalidEvent, field)
+	}
+	whole := math.Floor(secs)
+	return time.Unix(int64(whole), int64((secs-whole)*1e9)).UTC(), nil
+}
+
+// rfc3339Time reads the field's RFC 3339 string, keeping its offset; errors wrap
+// ErrInvalidEvent and never quote the value.
+func rfc3339Time(raw json.RawMessage, field string) (time.Time, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s is not an RFC 3339 string", ErrInvalidEvent, field)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s is not RFC 3339", ErrInvalidEvent, field)
+	}
+	// Four digits hold year 0000, and an offset can carry 9999 past its end.
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Errorf("%w: %s is outside the years 0001 to 9999", ErrInvalidEvent, field)
+	}
+	return t, nil
 }
 
 func isNullJSON(raw json.RawMessage) bool {

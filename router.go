@@ -150,6 +150,9 @@ func HandleData[T any](fn func(ctx context.Context, e *Event, data T) error) Han
 		var data T
 		if !isNullJSON(e.Data) {
 			if err := e.DecodeData(&data); err != nil {
+				if errors.Is(err, ErrInvalidEvent) { // EmailData's errors say it already
+					return err
+				}
 				return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 			}
 		}
