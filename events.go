@@ -252,12 +252,13 @@ func ParseEventType(s string) (EventType, error) {
 	if trimNameSpace(s) == "" {
 		return "", fmt.Errorf("%w: empty name", ErrUnknownEventType)
 	}
-	return "", fmt.Errorf("%w %q; did you mean %q?", ErrUnknownEventType, s, closestEventType(key))
+	closest, _ := closestEventType(key)
+	return "", fmt.Errorf("%w %q; did you mean %q?", ErrUnknownEventType, s, closest)
 }
 
 // closestEventType returns the known type whose normalised name, or one of whose
-// aliases, is the fewest edits away from key.
-func closestEventType(key string) EventType {
+// aliases, is the fewest edits away from key, and that number of edits.
+func closestEventType(key string) (EventType, int) {
 	best, bestDist := knownEventTypes[0], -1
 	for name, t := range eventTypeIndex {
 		d := editDistance(key, name)
@@ -266,11 +267,37 @@ func closestEventType(key string) EventType {
 			best, bestDist = t, d
 		}
 	}
-	return best
+	return best, bestDist
 }
 
-// editDistance is the Levenshtein distance between a and b, counted in bytes.
+// lookalikeEventType returns the known type that name, itself unknown, is most
+// likely a misspelling of: one edit from a known spelling (a byte missing,
+// doubled, wrong, or two swapped: "email.openned", "emial.opened"), or a known
+// name without its past-tense ending ("Email.Open", "Contact.Tag"). One edit
+// is at most a ninth of any name within reach of a known one; two would take
+// plausible new events for typos ("Email.Resent", "ContactsImport.Created").
+func lookalikeEventType(name string) (EventType, bool) {
+	key := normalizeEventName(name)
+	if _, known := eventTypeIndex[key]; known || key == "" {
+		return "", false
+	}
+	if t, d := closestEventType(key); d == 1 {
+		return t, true
+	}
+	for _, ending := range []string{"d", "ed", key[len(key)-1:] + "ed"} {
+		if t, ok := eventTypeIndex[key+ending]; ok {
+			return t, true
+		}
+	}
+	return "", false
+}
+
+// editDistance is the number of single-byte insertions, deletions,
+// substitutions and swaps of two adjacent bytes that turn a into b (the
+// optimal string alignment distance), so "emial" is one edit from "email".
 func editDistance(a, b string) int {
+	// Three rows: the swap looks two rows back.
+	back := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -284,8 +311,11 @@ func editDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], back[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		back, prev, cur = prev, cur, back
 	}
 	return prev[len(b)]
 }
