@@ -14,9 +14,9 @@ import (
 //
 // Ids are text: a JSON string as sent, a JSON number as its decimal digits
 // exactly as sent ("12345678901234567890", never rounded through float64). A
-// number with a fraction or an exponent (12.0, 1e3) is refused, as are an
-// object, an array and a boolean: only a floating-point value is written that
-// way, and it may have rounded the id already. A refused value is an error
+// number with a fraction or an exponent (12.0, 1e3) is refused, because only a
+// floating-point value is written that way and it may have rounded the id
+// already; so are an object, an array and a boolean. A refused value is an error
 // wrapping ErrInvalidEvent, so a HandleData handler is not called and package
 // inbox makes the delivery a dead letter at once. Null is the same as absent,
 // for every field.

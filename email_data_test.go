@@ -19,6 +19,36 @@ import (
 	"github.com/cakemail-go/webhooks"
 )
 
+// The two payloads of the CLI's webhooks integration guide (seeds 001 and 004).
+const (
+	cliGuideEmailSent = `{
+  "event": "email.sent",
+  "timestamp": "2024-03-15T10:30:00Z",
+  "data": {
+    "campaign_id": 790,
+    "contact_id": 501,
+    "email": "user@example.com",
+    "message_id": "msg_abc123"
+  }
+}`
+	cliGuideEmailOpened = `{
+  "event": "email.opened",
+  "timestamp": "2024-03-15T11:45:00Z",
+  "data": {
+    "campaign_id": 790,
+    "contact_id": 501,
+    "email": "user@example.com",
+    "user_agent": "Mozilla/5.0...",
+    "ip_address": "192.168.1.1"
+  }
+}`
+)
+
+var (
+	cliGuideEmailSentData   = webhooks.EmailData{CampaignID: "790", ContactID: "501", Email: "user@example.com", MessageID: "msg_abc123"}
+	cliGuideEmailOpenedData = webhooks.EmailData{CampaignID: "790", ContactID: "501", Email: "user@example.com", UserAgent: "Mozilla/5.0...", IP: "192.168.1.1"}
+)
+
 // seedEmailPayloads is every delivery of an Email.* event in the seed
 // documents (../shared/reference/seeds), as printed there, with what
 // EmailData reads from it. TestSeedEmailPayloadsAreAllHere holds the list to
@@ -47,35 +77,8 @@ var seedEmailPayloads = []struct {
 		payload: `{"event":"email.sent","data":{}}`,
 		want:    webhooks.EmailData{},
 	},
-	{
-		seed: "001_ebd28a6911f87826.txt", name: "CLI webhooks integration, Email Sent Event",
-		payload: `{
-"event": "email.sent",
-"timestamp": "2024-03-15T10:30:00Z",
-"data": {
-"campaign_id": 790,
-"contact_id": 501,
-"email": "user@example.com",
-"message_id": "msg_abc123"
-}
-}`,
-		want: webhooks.EmailData{CampaignID: "790", ContactID: "501", Email: "user@example.com", MessageID: "msg_abc123"},
-	},
-	{
-		seed: "001_ebd28a6911f87826.txt", name: "CLI webhooks integration, Email Opened Event",
-		payload: `{
-"event": "email.opened",
-"timestamp": "2024-03-15T11:45:00Z",
-"data": {
-"campaign_id": 790,
-"contact_id": 501,
-"email": "user@example.com",
-"user_agent": "Mozilla/5.0...",
-"ip_address": "192.168.1.1"
-}
-}`,
-		want: webhooks.EmailData{CampaignID: "790", ContactID: "501", Email: "user@example.com", UserAgent: "Mozilla/5.0...", IP: "192.168.1.1"},
-	},
+	{seed: "001_ebd28a6911f87826.txt", name: "CLI webhooks integration, Email Sent Event", payload: cliGuideEmailSent, want: cliGuideEmailSentData},
+	{seed: "001_ebd28a6911f87826.txt", name: "CLI webhooks integration, Email Opened Event", payload: cliGuideEmailOpened, want: cliGuideEmailOpenedData},
 	{
 		seed: "002_4149645c7afae2fc.txt", name: "API guide, Webhook payload structure",
 		payload: `{
@@ -95,35 +98,9 @@ var seedEmailPayloads = []struct {
 			Email: "recipient@example.com", OpenedAt: time.Date(2026, 4, 10, 14, 32, 0, 0, time.UTC),
 		},
 	},
-	{
-		seed: "004_f37e01e37e080cc8.txt", name: "CLI webhooks integration (markdown), Email Sent Event",
-		payload: `{
-  "event": "email.sent",
-  "timestamp": "2024-03-15T10:30:00Z",
-  "data": {
-    "campaign_id": 790,
-    "contact_id": 501,
-    "email": "user@example.com",
-    "message_id": "msg_abc123"
-  }
-}`,
-		want: webhooks.EmailData{CampaignID: "790", ContactID: "501", Email: "user@example.com", MessageID: "msg_abc123"},
-	},
-	{
-		seed: "004_f37e01e37e080cc8.txt", name: "CLI webhooks integration (markdown), Email Opened Event",
-		payload: `{
-  "event": "email.opened",
-  "timestamp": "2024-03-15T11:45:00Z",
-  "data": {
-    "campaign_id": 790,
-    "contact_id": 501,
-    "email": "user@example.com",
-    "user_agent": "Mozilla/5.0...",
-    "ip_address": "192.168.1.1"
-  }
-}`,
-		want: webhooks.EmailData{CampaignID: "790", ContactID: "501", Email: "user@example.com", UserAgent: "Mozilla/5.0...", IP: "192.168.1.1"},
-	},
+	// Seed 004 is seed 001 in Markdown: the same two payloads, indented.
+	{seed: "004_f37e01e37e080cc8.txt", name: "CLI webhooks integration (markdown), Email Sent Event", payload: cliGuideEmailSent, want: cliGuideEmailSentData},
+	{seed: "004_f37e01e37e080cc8.txt", name: "CLI webhooks integration (markdown), Email Opened Event", payload: cliGuideEmailOpened, want: cliGuideEmailOpenedData},
 }
 
 // assertEmailData compares EmailData values, OpenedAt by instant.
