@@ -49,7 +49,14 @@
 // is [EventEmailOpened]) and Event.RawType keeps it as sent; event types the SDK
 // does not know are kept as sent. [ParseEventType] accepts canonical names in
 // any case and the lower-case names of Cakemail's CLI documentation, such as
-// "email.spam_complaint". [HandleData] decodes an event's data into your struct.
+// "email.spam_complaint". [Router.On] panics on a misspelling of a known name
+// ("email.openned"), whose route would never match, and routes any other
+// unknown name as given.
+//
+// [HandleData] and [Event.DecodeData] decode an event's data into a type of
+// your choosing. [EmailData] is the data of the Email.* events in every shape
+// Cakemail documents: ids sent as strings or numbers come out as exact text,
+// and what the documents do not show stays reachable in EmailData.Extra.
 //
 // # Managing webhooks
 //

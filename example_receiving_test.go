@@ -55,15 +55,9 @@ func ExampleRouter() {
 
 func ExampleHandleData() {
 	router := webhooks.NewRouter()
-	// The fields of Email.Clicked data this handler needs, named as in the
-	// samples of cakemail-webhooks trigger; the others (contact_id, list_id,
-	// campaign_id, message_id) are left out.
-	type clicked struct {
-		Email string `json:"email"`
-		Link  string `json:"link"` // the clicked link
-	}
-	router.On(webhooks.EventEmailClicked, webhooks.HandleData(func(ctx context.Context, e *webhooks.Event, d clicked) error {
-		fmt.Println(d.Email, "clicked", d.Link)
+	router.On(webhooks.EventEmailClicked, webhooks.HandleData(func(ctx context.Context, e *webhooks.Event, d webhooks.EmailData) error {
+		fmt.Println(d.Email, "clicked in campaign", d.CampaignID)
+		fmt.Println("link:", string(d.Extra["link"])) // no document shows it: kept as sent
 		return nil
 	}))
 
@@ -77,7 +71,45 @@ func ExampleHandleData() {
 	if err := router.Dispatch(context.Background(), event); err != nil {
 		log.Fatal(err)
 	}
-	// Output: jane.doe@example.com clicked https://www.example.com/spring-sale
+	// Output:
+	// jane.doe@example.com clicked in campaign 790
+	// link: "https://www.example.com/spring-sale"
+}
+
+func ExampleEmailData() {
+	// The same event as Cakemail's CLI guide and its API guide print it: ids as
+	// numbers or strings, the address under email or email_address.
+	for _, body := range []string{
+		`{"event":"email.opened","timestamp":"2024-03-15T11:45:00Z","data":{"campaign_id":790,` +
+			`"contact_id":12345678901234567890,"email":"user@example.com","user_agent":"Mozilla/5.0","ip_address":"192.168.1.1"}}`,
+		`{"event":"Email.Opened","timestamp":"2026-04-10T14:32:00Z","data":{"email_id":"e_abc123","contact_id":"c_def456",` +
+			`"campaign_id":"cmp_ghi789","list_id":"lst_jkl012","email_address":"recipient@example.com","opened_at":"2026-04-10T14:32:00Z"}}`,
+	} {
+		event, err := webhooks.ParseEvent([]byte(body))
+		if err != nil {
+			log.Fatal(err)
+		}
+		var d webhooks.EmailData
+		if err := event.DecodeData(&d); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s: contact %s, campaign %s, %s\n", event.Type, d.ContactID, d.CampaignID, d.Email)
+		if !d.OpenedAt.IsZero() {
+			fmt.Println("opened at", d.OpenedAt)
+		}
+	}
+
+	// An id that cannot be one is refused: through HandleData, the handler does
+	// not run and package inbox makes the delivery a dead letter at once.
+	event, _ := webhooks.ParseEvent([]byte(`{"event":"Email.Opened","data":{"contact_id":{"id":501}}}`))
+	var d webhooks.EmailData
+	err := event.DecodeData(&d)
+	fmt.Println(errors.Is(err, webhooks.ErrInvalidEvent), err)
+	// Output:
+	// Email.Opened: contact 12345678901234567890, campaign 790, user@example.com
+	// Email.Opened: contact c_def456, campaign cmp_ghi789, recipient@example.com
+	// opened at 2026-04-10 14:32:00 +0000 UTC
+	// true webhooks: decoding Email.Opened data: webhooks: invalid event payload: data.contact_id is an object, not a string or an integer
 }
 
 func ExampleWithOnReject() {

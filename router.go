@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 )
 
@@ -39,14 +40,26 @@ func NewRouter() *Router {
 // On routes events of type t to h. A known name in any documented spelling
 // ("email.opened", "Email.Opened") is resolved to its canonical type, as
 // ParseEventType does; a name the SDK does not know is routed exactly as given,
-// so new Cakemail events can be handled before the SDK lists them. Registering
-// the same type twice panics, as http.ServeMux does with a duplicate pattern.
+// so new Cakemail events can be handled before the SDK lists them.
+//
+// On panics, as http.ServeMux does for a bad pattern, when the same type is
+// registered twice, and when t is not a known name but a misspelling of one:
+// one edit from it ("email.openned", "emial.opened", "Email.Bounce") or it
+// without its past-tense ending ("Email.Open"). Such a route would never match,
+// and the events it was meant for would be acknowledged and dropped. The panic
+// names the event t resembles. Names further from every known one, as a new
+// event's are ("Email.Forwarded", "Contact.Resubscribed"), route as given; a
+// new event that close to a known one reaches OnUnhandled, with its RawType.
 func (r *Router) On(t EventType, h HandlerFunc) {
 	if h == nil {
 		panic("webhooks: Router.On(" + string(t) + ") with a nil handler")
 	}
 	if string(t) == "" {
 		panic("webhooks: Router.On with an empty event type")
+	}
+	if like, ok := lookalikeEventType(string(t)); ok {
+		panic(fmt.Sprintf("webhooks: Router.On(%q): unknown event type, a misspelling of %s: did you mean webhooks.Event%s?",
+			t, like, strings.ReplaceAll(string(like), ".", "")))
 	}
 	canonical := canonicalEventType(string(t))
 	r.mu.Lock()
@@ -166,6 +179,9 @@ func HandleData[T any](fn func(ctx context.Context, e *Event, data T) error) Han
 		var data T
 		if !isNullJSON(e.Data) {
 			if err := e.DecodeData(&data); err != nil {
+				if errors.Is(err, ErrInvalidEvent) { // EmailData's errors say it already
+					return err
+				}
 				return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 			}
 		}

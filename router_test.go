@@ -3,10 +3,14 @@ package webhooks_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -237,4 +241,129 @@ func TestRouterHandlesTellsWhetherDispatchRunsAHandler(t *testing.T) {
 	r.OnUnhandled(func(context.Context, *webhooks.Event) error { return nil })
 	assert.True(t, r.Handles(webhooks.EventEmailOpened), "OnUnhandled handles every other type")
 	assert.True(t, r.Handles("Brand.New"))
+}
+
+// TestRouterOnRefusesMisspelledEvents holds On to panicking for a name that is
+// a misspelling of a known event, naming that event, since its route would
+// never match.
+func TestRouterOnRefusesMisspelledEvents(t *testing.T) {
+	noop := func(context.Context, *webhooks.Event) error { return nil }
+	assert.PanicsWithValue(t,
+		`webhooks: Router.On("email.openned"): unknown event type, a misspelling of Email.Opened: did you mean webhooks.EventEmailOpened?`,
+		func() { webhooks.NewRouter().On("email.openned", noop) })
+
+	typos := map[string]webhooks.EventType{
+		"email.openned":        webhooks.EventEmailOpened, // a letter doubled
+		"Email.Opend":          webhooks.EventEmailOpened, // a letter missing
+		"emial.opened":         webhooks.EventEmailOpened, // two letters swapped
+		"EMAIL.OPENNED":        webhooks.EventEmailOpened,
+		"email_opened":         webhooks.EventEmailOpened, // the dot lost
+		"Email.Bounce":         webhooks.EventEmailBounced,
+		"Email.Clikced":        webhooks.EventEmailClicked,
+		"Email.ReportedAsSpan": webhooks.EventEmailReportedAsSpam,
+		"Emails.Sent":          webhooks.EventEmailSent,
+		"Campaign.Schedulled":  webhooks.EventCampaignScheduled,
+		"campaign.canceld":     webhooks.EventCampaignCanceled,
+		"contact.subscibed":    webhooks.EventContactAdded, // the CLI docs' name for it
+		"email.spam_complain":  webhooks.EventEmailReportedAsSpam,
+		"User.LogedIn":         webhooks.EventUserLoggedIn,
+		"Email.Open":           webhooks.EventEmailOpened, // present tense
+		"Email.Click":          webhooks.EventEmailClicked,
+		"Email.Deliver":        webhooks.EventEmailDelivered,
+		"Contact.Add":          webhooks.EventContactAdded,
+		"Contact.Tag":          webhooks.EventContactTagged,
+		"Email.Submit":         webhooks.EventEmailSubmitted,
+	}
+	for name, like := range typos {
+		router := webhooks.NewRouter()
+		msg := func() (msg string) {
+			defer func() { msg, _ = recover().(string) }()
+			router.On(webhooks.EventType(name), noop)
+			return ""
+		}()
+		require.NotEmpty(t, msg, "%s must panic", name)
+		assert.Contains(t, msg, `"`+name+`"`, "the panic names the input")
+		assert.Contains(t, msg, "misspelling of "+string(like)+":", name)
+		// No route was added: an event of the type it resembles is unhandled.
+		unhandled := false
+		router.OnUnhandled(func(context.Context, *webhooks.Event) error { unhandled = true; return nil })
+		require.NoError(t, router.Dispatch(context.Background(), &webhooks.Event{Type: like}))
+		assert.True(t, unhandled, name)
+	}
+}
+
+// TestRouterOnRoutesRealAndNewNames holds On to accepting every known name in
+// every documented spelling, and names that may be new Cakemail events.
+func TestRouterOnRoutesRealAndNewNames(t *testing.T) {
+	var names []string
+	for _, e := range webhooks.EventTypes() {
+		names = append(names, string(e), strings.ToLower(string(e)), strings.ToUpper(string(e)))
+	}
+	names = append(names,
+		// The CLI documents' names (API-NOTES.md) and the guide's (seed 002).
+		"email.sent", "email.delivered", "email.opened", "email.clicked", "email.bounced", "email.complained",
+		"email.spam_complaint", "email.unsubscribed", "campaign.sent", "campaign.scheduled", "campaign.cancelled",
+		"campaign.completed", "contact.subscribed", "contact.unsubscribed", "Contact.Added", "Campaign.Sent",
+		"email.reported_as_spam", " Email.Opened\t",
+	)
+	plausibleNew := []string{
+		"Email.Forwarded", "Contact.Merged", "Contact.Resubscribed", "ContactsImport.Created", "Email.Resent",
+		"Email.Reopened", "Email.Unopened", "Sender.Unconfirmed", "List.Cleaned", "User.LoggedOut",
+		"Campaign.Deleted", "Contact.Deleted", "Email.Deferred", "Email.Dropped", "Email.SoftBounced",
+		"Email.HardBounced", "Campaign.Paused", "Campaign.Archived", "Segment.Archived", "SuppressedEmail.Updated",
+		"ListLogsExport.Deleted", "CampaignLogExport.Deleted", "MFA.MethodRemoved", "Template.Created",
+		"Email.Opens", "Email.Clicks", "Brand.NewEvent", "\u00a0Email.Opened",
+	}
+	for _, name := range append(names, plausibleNew...) {
+		router := webhooks.NewRouter()
+		var got []string
+		require.NotPanics(t, func() {
+			router.On(webhooks.EventType(name), func(_ context.Context, e *webhooks.Event) error {
+				got = append(got, e.RawType)
+				return nil
+			})
+		}, name)
+		payload, err := json.Marshal(map[string]string{"event": name})
+		require.NoError(t, err)
+		event, err := webhooks.ParseEvent(payload)
+		require.NoError(t, err)
+		require.NoError(t, router.Dispatch(context.Background(), event))
+		assert.Equal(t, []string{name}, got, "an event named %q reaches its route", name)
+	}
+}
+
+// TestRouterOnRoutesEveryNameOfTheDocuments registers every event name the
+// seed documents and API-NOTES.md print: none may be taken for a typo.
+func TestRouterOnRoutesEveryNameOfTheDocuments(t *testing.T) {
+	ref := filepath.Join("..", "shared", "reference")
+	files, err := filepath.Glob(filepath.Join(ref, "seeds", "*"))
+	if err != nil || len(files) == 0 {
+		t.Skip("the seed documents are not beside this checkout")
+	}
+	var nouns []string
+	for _, e := range webhooks.EventTypes() {
+		noun, _, _ := strings.Cut(string(e), ".")
+		nouns = append(nouns, noun)
+	}
+	eventName := regexp.MustCompile(`(?i)\b(` + strings.Join(nouns, "|") + `)\.[a-z_]+`)
+	seen := map[string]bool{}
+	for _, f := range append(files, filepath.Join(ref, "API-NOTES.md")) {
+		text, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, name := range eventName.FindAllString(string(text), -1) {
+			// Seed 002's table lost its cell borders: "Campaign.SentA campaign finishes sending".
+			if trimmed, ok := strings.CutSuffix(strings.TrimSuffix(name, "n"), "A"); ok {
+				if _, err := webhooks.ParseEventType(trimmed); err == nil {
+					name = trimmed
+				}
+			}
+			seen[name] = true
+		}
+	}
+	require.Greater(t, len(seen), 20, "the documents name many events")
+	for name := range seen {
+		assert.NotPanics(t, func() {
+			webhooks.NewRouter().On(webhooks.EventType(name), func(context.Context, *webhooks.Event) error { return nil })
+		}, name)
+	}
 }
