@@ -42,11 +42,12 @@ type inserter interface {
 // Deliveries that arrive while a commit runs share the next one, so one
 // commit acknowledges many.
 type Acceptor struct {
-	client  inserter
-	log     *slog.Logger
-	window  time.Duration
-	metrics *metrics
-	now     func() time.Time
+	client      inserter
+	subscribers []subscriber // WithSubscriber's, beside the default
+	log         *slog.Logger
+	window      time.Duration
+	metrics     *metrics
+	now         func() time.Time
 
 	inserts chan insertRequest // unbuffered: waiting senders form the next batch
 	quit    chan struct{}      // closed when no more deliveries are accepted
@@ -63,8 +64,11 @@ type failure struct {
 }
 
 type insertRequest struct {
-	args DeliveryArgs
-	done chan insertResult // buffered, so a committer never waits on a caller
+	args DeliveryArgs // the default subscriber's job
+	// subscribers are the added subscribers whose routers handle the
+	// event: each gets a job of its own, in the same commit.
+	subscribers []string
+	done        chan insertResult // buffered, so a committer never waits on a caller
 }
 
 type insertResult struct {
@@ -90,13 +94,14 @@ func NewAcceptor[TTx any](client *river.Client[TTx], opts ...Option) *Acceptor {
 
 func newAcceptor(client inserter, t tuning, cfg *config, m *metrics) *Acceptor {
 	a := &Acceptor{
-		client:  client,
-		log:     cfg.logger,
-		window:  cfg.duplicateWindow,
-		metrics: m,
-		now:     time.Now,
-		inserts: make(chan insertRequest),
-		quit:    make(chan struct{}),
+		client:      client,
+		subscribers: cfg.subscribers,
+		log:         cfg.logger,
+		window:      cfg.duplicateWindow,
+		metrics:     m,
+		now:         time.Now,
+		inserts:     make(chan insertRequest),
+		quit:        make(chan struct{}),
 	}
 	a.accepting.Store(true)
 	a.wg.Add(t.committers)
@@ -139,11 +144,12 @@ func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	args := NewDeliveryArgs(body, event)
+	subscribers := a.subscribersFor(event.Type)
 	var res insertResult
 	if a.tracing {
 		defer traceAccept(r, start, args, &res)()
 	}
-	res = a.insert(args)
+	res = a.insert(args, subscribers)
 	switch {
 	case res.err != nil:
 		a.log.ErrorContext(r.Context(), "delivery not stored: asking Cakemail to retry", "event", event.Type, "err", res.err)
@@ -173,8 +179,8 @@ func (a *Acceptor) open() { a.accepting.Store(true) }
 // insert waits for the delivery's commit. It does not give up when the
 // caller does: the commit decides, and a delivery stored after Cakemail hung
 // up is recognised as a duplicate when it comes again.
-func (a *Acceptor) insert(args DeliveryArgs) insertResult {
-	req := insertRequest{args: args, done: make(chan insertResult, 1)}
+func (a *Acceptor) insert(args DeliveryArgs, subscribers []string) insertResult {
+	req := insertRequest{args: args, subscribers: subscribers, done: make(chan insertResult, 1)}
 	if !a.accepting.Load() {
 		return insertResult{err: errNotAccepting}
 	}
@@ -241,8 +247,9 @@ func (a *Acceptor) commit(batch []insertRequest) {
 	}
 }
 
-// insertMany inserts one job per distinct body and reports, by body hash,
-// which were already there. The same body twice in one batch is one job: the
+// insertMany inserts the jobs of each distinct body, one per subscriber, and
+// reports, by body hash, which deliveries were already there: those none of
+// whose jobs was new. The same body twice in one batch is one delivery: the
 // unique index would refuse the second row of a single statement.
 func (a *Acceptor) insertMany(ctx context.Context, batch []insertRequest) (map[string]bool, error) {
 	params := make([]river.InsertManyParams, 0, len(batch))
@@ -250,7 +257,10 @@ func (a *Acceptor) insertMany(ctx context.Context, batch []insertRequest) (map[s
 	for _, req := range batch {
 		if !seen[req.args.BodySHA256] {
 			seen[req.args.BodySHA256] = true
-			params = append(params, river.InsertManyParams{Args: req.args, InsertOpts: &river.InsertOpts{Tags: req.args.tags()}})
+			params = append(params, river.InsertManyParams{Args: req.args})
+			for _, name := range req.subscribers {
+				params = append(params, river.InsertManyParams{Args: req.args.forSubscriber(name)})
+			}
 		}
 	}
 	results, err := a.client.InsertMany(ctx, params)
@@ -260,9 +270,22 @@ func (a *Acceptor) insertMany(ctx context.Context, batch []insertRequest) (map[s
 	if len(results) != len(params) {
 		return nil, fmt.Errorf("river returned %d results for %d jobs", len(results), len(params))
 	}
-	duplicate := make(map[string]bool, len(params))
+	duplicate := make(map[string]bool, len(seen))
 	for i, p := range params {
-		duplicate[p.Args.(DeliveryArgs).BodySHA256] = results[i].UniqueSkippedAsDuplicate
+		sha := p.Args.(DeliveryArgs).BodySHA256
+		dup, known := duplicate[sha]
+		duplicate[sha] = (dup || !known) && results[i].UniqueSkippedAsDuplicate
 	}
 	return duplicate, nil
+}
+
+// subscribersFor are the added subscribers whose routers handle t.
+func (a *Acceptor) subscribersFor(t webhooks.EventType) []string {
+	var names []string
+	for _, s := range a.subscribers {
+		if s.router.Handles(t) {
+			names = append(names, s.name)
+		}
+	}
+	return names
 }

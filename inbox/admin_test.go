@@ -84,20 +84,20 @@ func TestOperatingTheInbox(t *testing.T) {
 
 		// Metrics: each count, once the workers have recorded theirs.
 		m := waitMetrics(t, admin.URL, func(m metricValues) bool {
-			return m[`cakemail_inbox_jobs_total{outcome="completed"}`] == 10 && m[`cakemail_inbox_jobs_total{outcome="dead"}`] == 1
+			return m[`cakemail_inbox_jobs_total{outcome="completed",subscriber="default"}`] == 10 && m[`cakemail_inbox_jobs_total{outcome="dead",subscriber="default"}`] == 1
 		})
 		for name, want := range map[string]float64{
-			`cakemail_inbox_deliveries_total{outcome="accepted"}`:        11,
-			`cakemail_inbox_deliveries_total{outcome="duplicate"}`:       3,
-			`cakemail_inbox_deliveries_total{outcome="unavailable"}`:     0,
-			`cakemail_inbox_refused_total{reason="signature_mismatch"}`:  1,
-			`cakemail_inbox_refused_total{reason="malformed_signature"}`: 0,
-			`cakemail_inbox_ack_duration_seconds_count`:                  14,
-			`cakemail_inbox_jobs_total{outcome="failed"}`:                0,
-			`cakemail_inbox_job_duration_seconds_count`:                  11,
-			`cakemail_inbox_backlog`:                                     0,
-			`cakemail_inbox_oldest_waiting_seconds`:                      0,
-			`cakemail_inbox_dead_letters`:                                1,
+			`cakemail_inbox_deliveries_total{outcome="accepted"}`:              11,
+			`cakemail_inbox_deliveries_total{outcome="duplicate"}`:             3,
+			`cakemail_inbox_deliveries_total{outcome="unavailable"}`:           0,
+			`cakemail_inbox_refused_total{reason="signature_mismatch"}`:        1,
+			`cakemail_inbox_refused_total{reason="malformed_signature"}`:       0,
+			`cakemail_inbox_ack_duration_seconds_count`:                        14,
+			`cakemail_inbox_jobs_total{outcome="failed",subscriber="default"}`: 0,
+			`cakemail_inbox_job_duration_seconds{subscriber="default"}_count`:  11,
+			`cakemail_inbox_backlog{subscriber="default"}`:                     0,
+			`cakemail_inbox_oldest_waiting_seconds{subscriber="default"}`:      0,
+			`cakemail_inbox_dead_letters{subscriber="default"}`:                1,
 		} {
 			assert.Equal(t, want, m[name], name)
 		}
@@ -178,7 +178,7 @@ func TestOperatingTheInbox(t *testing.T) {
 		}
 		assert.EqualValues(t, 5, ti.count(t, `SELECT count(*) FROM processed_events WHERE event_type = 'Email.Opened'`))
 		waitMetrics(t, admin.URL, func(m metricValues) bool {
-			return m[`cakemail_inbox_jobs_total{outcome="completed"}`] == 17 && m[`cakemail_inbox_dead_letters`] == 0
+			return m[`cakemail_inbox_jobs_total{outcome="completed",subscriber="default"}`] == 17 && m[`cakemail_inbox_dead_letters{subscriber="default"}`] == 0
 		})
 	})
 }
@@ -325,8 +325,8 @@ func TestQueueGaugesReadTheDatabase(t *testing.T) {
 		admin := httptest.NewServer(ib.AdminHandler())
 		t.Cleanup(admin.Close)
 		m := scrape(t, admin.URL)
-		assert.Equal(t, 0.0, m["cakemail_inbox_backlog"])
-		assert.Equal(t, 0.0, m["cakemail_inbox_oldest_waiting_seconds"])
+		assert.Equal(t, 0.0, m[`cakemail_inbox_backlog{subscriber="default"}`])
+		assert.Equal(t, 0.0, m[`cakemail_inbox_oldest_waiting_seconds{subscriber="default"}`])
 
 		// Not started, so nothing works the job this other client inserts.
 		args := inbox.NewDeliveryArgs(payload("Email.Opened", "late@example.com"), nil)
@@ -349,16 +349,17 @@ func TestQueueGaugesReadTheDatabase(t *testing.T) {
 			require.NoError(t, err)
 		}
 		m = scrape(t, admin.URL)
-		assert.Equal(t, 1.0, m["cakemail_inbox_backlog"])
-		assert.InDelta(t, 3600, m["cakemail_inbox_oldest_waiting_seconds"], 60)
-		assert.Equal(t, 0.0, m["cakemail_inbox_dead_letters"])
+		assert.Equal(t, 1.0, m[`cakemail_inbox_backlog{subscriber="default"}`])
+		assert.InDelta(t, 3600, m[`cakemail_inbox_oldest_waiting_seconds{subscriber="default"}`], 60)
+		assert.Equal(t, 0.0, m[`cakemail_inbox_dead_letters{subscriber="default"}`])
 	})
 }
 
-// Every label takes a fixed set of values, all present from the start.
+// Every label takes a fixed set of values, all present from the start: the
+// subscribers' names come from the configuration.
 func TestMetricLabelsAreAFixedSet(t *testing.T) {
 	t.Parallel()
-	ti := startInbox(t, databases[0].url(t), nil)
+	ti := startInbox(t, databases[0].url(t), nil, inbox.WithSubscriber("crm", webhooks.NewRouter()))
 	admin := httptest.NewServer(ti.ib.AdminHandler())
 	t.Cleanup(admin.Close)
 	ti.ib.OnReject(httptest.NewRequest(http.MethodPost, "/", nil), errors.New("something new"))
@@ -373,7 +374,13 @@ func TestMetricLabelsAreAFixedSet(t *testing.T) {
 	}
 	assert.Equal(t, map[string][]string{
 		"cakemail_inbox_deliveries_total": {`outcome="accepted"`, `outcome="duplicate"`, `outcome="unavailable"`},
-		"cakemail_inbox_jobs_total":       {`outcome="completed"`, `outcome="dead"`, `outcome="failed"`},
+		"cakemail_inbox_jobs_total": {`outcome="completed",subscriber="crm"`, `outcome="completed",subscriber="default"`,
+			`outcome="dead",subscriber="crm"`, `outcome="dead",subscriber="default"`,
+			`outcome="failed",subscriber="crm"`, `outcome="failed",subscriber="default"`},
+		"cakemail_inbox_job_duration_seconds":   {`subscriber="crm"}_count`, `subscriber="default"}_count`},
+		"cakemail_inbox_backlog":                {`subscriber="crm"`, `subscriber="default"`},
+		"cakemail_inbox_oldest_waiting_seconds": {`subscriber="crm"`, `subscriber="default"`},
+		"cakemail_inbox_dead_letters":           {`subscriber="crm"`, `subscriber="default"`},
 		"cakemail_inbox_refused_total": {`reason="body_too_large"`, `reason="malformed_signature"`, `reason="missing_signature"`,
 			`reason="not_an_event"`, `reason="older_than_window"`, `reason="other"`, `reason="signature_mismatch"`, `reason="too_new"`, `reason="too_old"`, `reason="unreadable_body"`},
 	}, labels)

@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 // DeliveryArgs is the River job for one verified delivery.
@@ -23,6 +24,10 @@ type DeliveryArgs struct {
 	// Body is the body byte for byte as it was verified. It is base64 in the
 	// job's JSON, so no database can re-space, re-escape or refuse it.
 	Body []byte `json:"body"`
+	// Subscriber names the router the job runs through (WithSubscriber),
+	// empty for the default subscriber. It makes the job unique too, so
+	// each subscriber recognises duplicates on its own.
+	Subscriber string `json:"subscriber,omitempty" river:"unique"`
 }
 
 // NewDeliveryArgs returns the job for a verified body and its parsed event.
@@ -38,11 +43,20 @@ func NewDeliveryArgs(body []byte, event *webhooks.Event) DeliveryArgs {
 // Kind names the job in River's table.
 func (DeliveryArgs) Kind() string { return "cakemail_delivery" }
 
-// InsertOpts makes a delivery unique by its body for as long as River keeps
-// the job, dead letters (discarded, cancelled) included, so an operator's
-// dead letter is not silently replaced by a fresh copy.
-func (DeliveryArgs) InsertOpts() river.InsertOpts {
+// InsertOpts makes a delivery unique by its body and subscriber for as long
+// as River keeps the job, dead letters (discarded, cancelled) included, so an
+// operator's dead letter is not silently replaced by a fresh copy. It puts
+// the job in its subscriber's queue, and tags it for River UI, whose list
+// shows tags and not args: the event type, with the dots River's tags cannot
+// hold made underscores (Email_Opened), and the subscriber's name.
+func (a DeliveryArgs) InsertOpts() river.InsertOpts {
+	tags := []string{a.subscriber()}
+	if t := eventTag(a.EventType); t != "" {
+		tags = append([]string{t}, tags...)
+	}
 	return river.InsertOpts{
+		Queue: sqldb.Queue(a.Subscriber),
+		Tags:  tags,
 		UniqueOpts: river.UniqueOpts{
 			ByArgs: true,
 			ByState: append(rivertype.UniqueOptsByStateDefault(),
@@ -51,14 +65,21 @@ func (DeliveryArgs) InsertOpts() river.InsertOpts {
 	}
 }
 
-// tags label a delivery's job in River UI's list, which shows tags and not
-// args: its event type, with the dots River's tags cannot hold made
-// underscores (Email_Opened).
-func (a DeliveryArgs) tags() []string {
-	if t := eventTag(a.EventType); t != "" {
-		return []string{t}
+// subscriber is the name of the job's subscriber, DefaultSubscriber included.
+func (a DeliveryArgs) subscriber() string {
+	if a.Subscriber == "" {
+		return DefaultSubscriber
 	}
-	return nil
+	return a.Subscriber
+}
+
+// forSubscriber is the same delivery's job for another subscriber.
+func (a DeliveryArgs) forSubscriber(name string) DeliveryArgs {
+	if name == DefaultSubscriber {
+		name = ""
+	}
+	a.Subscriber = name
+	return a
 }
 
 // notInTag is what River's tags cannot hold (they match \w[\w-]+\w).

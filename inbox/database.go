@@ -96,7 +96,7 @@ func migrate[TTx any](ctx context.Context, db database[TTx], ddl []string) error
 			return err
 		}
 		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after commit
-		for _, stmt := range append([]string{clientsTable}, ddl...) {
+		for _, stmt := range append([]string{clientsTable, clientQueuesTable}, ddl...) {
 			if err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("schema: %w", err)
 			}

@@ -22,6 +22,7 @@ type Delivery struct {
 	BodySHA256 string // hex SHA-256 of the body as received
 	Attempt    int    // 1 on the first run, more on retries
 	JobID      int64  // the River job's id
+	Subscriber string // the subscriber whose router runs: DefaultSubscriber, or a WithSubscriber name
 }
 
 type deliveryKey struct{}

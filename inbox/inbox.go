@@ -89,14 +89,14 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 		workers = db.tuning().workers
 	}
 	clientID := newClientID()
-	m := newMetrics(db.conn())
+	m := newMetrics(db.conn(), cfg.subscriberNames())
 	registry := river.NewWorkers()
 	worker := newWorker(router, dialect[TTx](db), cfg, m)
 	river.AddWorker(registry, worker)
 	riverConfig := &river.Config{
 		ID:                          clientID,
 		Logger:                      slog.New(minLevel{cfg.logger.Handler(), slog.LevelWarn}).With("component", "river"),
-		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: workers}},
+		Queues:                      queueConfigs(cfg.queues(), workers),
 		Workers:                     registry,
 		MaxAttempts:                 cfg.maxAttempts,
 		JobTimeout:                  cfg.jobTimeout,
@@ -120,7 +120,7 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 		log:      cfg.logger,
 		clientID: clientID,
 		metrics:  m,
-		live:     newLiveness(db.conn(), db.singleProcess(), clientID, &worker.working, cfg.logger),
+		live:     newLiveness(db.conn(), db.singleProcess(), clientID, cfg.queues(), &worker.working, cfg.logger),
 		acceptor: newAcceptor(client, db.tuning(), cfg, m),
 		river:    client,
 		closeDB:  db.close,
@@ -131,6 +131,15 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 		return nil, err
 	}
 	return ib, nil
+}
+
+// queueConfigs gives each subscriber's queue workers of its own.
+func queueConfigs(queues []string, workers int) map[string]river.QueueConfig {
+	c := make(map[string]river.QueueConfig, len(queues))
+	for _, q := range queues {
+		c[q] = river.QueueConfig{MaxWorkers: workers}
+	}
+	return c
 }
 
 // newClientID names this process in river_job.attempted_by; it is never

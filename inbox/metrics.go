@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,14 +31,22 @@ type metrics struct {
 	refusals    *prometheus.CounterVec
 	ackDuration prometheus.Histogram
 	jobs        *prometheus.CounterVec
-	jobDuration prometheus.Histogram
+	jobDuration *prometheus.HistogramVec
 
 	// The labelled series, looked up once: recording is an atomic add.
-	byOutcome                   map[string]prometheus.Counter
-	completed, failed, deadJobs prometheus.Counter
+	byOutcome    map[string]prometheus.Counter
+	bySubscriber map[string]*jobSeries
 }
 
-func newMetrics(db sqldb.Conn) *metrics {
+// jobSeries are one subscriber's job metrics.
+type jobSeries struct {
+	completed, failed, dead prometheus.Counter
+	duration                prometheus.Observer
+}
+
+// newMetrics makes the metrics of an inbox whose subscribers are those
+// named: they label the job metrics, and no other value ever does.
+func newMetrics(db sqldb.Conn, subscribers []string) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -54,13 +64,13 @@ func newMetrics(db sqldb.Conn) *metrics {
 		}),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cakemail_inbox_jobs_total",
-			Help: "Handler runs, by outcome: completed, failed (River retries it), dead (sent to the dead letters).",
-		}, []string{"outcome"}),
-		jobDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Help: "Handler runs, by outcome: completed, failed (River retries it), dead (sent to the dead letters); by subscriber.",
+		}, []string{"outcome", "subscriber"}),
+		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "cakemail_inbox_job_duration_seconds",
-			Help:    "Time a handler run took, waiting for its batch's commit included.",
+			Help:    "Time a handler run took, waiting for its batch's commit included; by subscriber.",
 			Buckets: prometheus.DefBuckets,
-		}),
+		}, []string{"subscriber"}),
 	}
 	m.byOutcome = map[string]prometheus.Counter{}
 	for _, o := range []string{outcomeAccepted, outcomeDuplicate, outcomeUnavailable} {
@@ -69,10 +79,16 @@ func newMetrics(db sqldb.Conn) *metrics {
 	for _, r := range refusalReasons {
 		m.refusals.WithLabelValues(r.label)
 	}
-	m.completed = m.jobs.WithLabelValues("completed")
-	m.failed = m.jobs.WithLabelValues("failed")
-	m.deadJobs = m.jobs.WithLabelValues("dead")
-	m.registry.MustRegister(m.deliveries, m.refusals, m.ackDuration, m.jobs, m.jobDuration, &queueCollector{db: db})
+	m.bySubscriber = map[string]*jobSeries{}
+	for _, name := range subscribers {
+		m.bySubscriber[name] = &jobSeries{
+			completed: m.jobs.WithLabelValues("completed", name),
+			failed:    m.jobs.WithLabelValues("failed", name),
+			dead:      m.jobs.WithLabelValues("dead", name),
+			duration:  m.jobDuration.WithLabelValues(name),
+		}
+	}
+	m.registry.MustRegister(m.deliveries, m.refusals, m.ackDuration, m.jobs, m.jobDuration, &queueCollector{db: db, subscribers: subscribers})
 	return m
 }
 
@@ -95,15 +111,19 @@ func (m *metrics) jobDone(start time.Time, job *river.Job[DeliveryArgs], err err
 	if m == nil {
 		return
 	}
-	m.jobDuration.Observe(time.Since(start).Seconds())
+	series, ok := m.bySubscriber[job.Args.subscriber()]
+	if !ok {
+		return // a job of a subscriber this inbox does not have: a dead letter that says so
+	}
+	series.duration.Observe(time.Since(start).Seconds())
 	var cancel *river.JobCancelError
 	switch {
 	case err == nil:
-		m.completed.Inc()
+		series.completed.Inc()
 	case errors.As(err, &cancel), job.Attempt >= job.MaxAttempts:
-		m.deadJobs.Inc()
+		series.dead.Inc()
 	default:
-		m.failed.Inc()
+		series.failed.Inc()
 	}
 }
 
@@ -141,18 +161,21 @@ func (ib *Inbox) OnReject(r *http.Request, err error) {
 }
 
 // queueCollector reads the queue's gauges from the database at each scrape,
-// so they are right across replicas and restarts.
+// so they are right across replicas and restarts; by subscriber, the
+// configured ones always, and any other whose jobs are still there (a
+// removed subscriber's dead letters stay in sight).
 type queueCollector struct {
-	db sqldb.Conn
+	db          sqldb.Conn
+	subscribers []string
 }
 
 var (
 	backlogDesc = prometheus.NewDesc("cakemail_inbox_backlog",
-		"Deliveries waiting for a worker or for a retry.", nil, nil)
+		"Deliveries waiting for a worker or for a retry, by subscriber.", []string{"subscriber"}, nil)
 	oldestWaitingDesc = prometheus.NewDesc("cakemail_inbox_oldest_waiting_seconds",
-		"Seconds since the oldest waiting delivery (new, or due for a retry) became due to run; 0 when none is due.", nil, nil)
+		"Seconds since the oldest waiting delivery (new, or due for a retry) became due to run; 0 when none is due; by subscriber.", []string{"subscriber"}, nil)
 	deadLettersDesc = prometheus.NewDesc("cakemail_inbox_dead_letters",
-		"Deliveries whose attempts are exhausted or that cannot be handled as sent (discarded or cancelled), kept for an operator.", nil, nil)
+		"Deliveries whose attempts are exhausted or that cannot be handled as sent (discarded or cancelled), kept for an operator; by subscriber.", []string{"subscriber"}, nil)
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -166,20 +189,36 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	for _, g := range []struct {
 		desc  *prometheus.Desc
-		query string
+		value string // per queue
+		where string
 	}{
-		{backlogDesc, `SELECT count(*) FROM river_job WHERE kind = $1 AND state IN ('available', 'retryable', 'scheduled')`},
+		{backlogDesc, `count(*)`, `state IN ('available', 'retryable', 'scheduled')`},
 		// The earliest scheduled_at of the backlog is its oldest due
 		// delivery, or in the future when none is due yet (a negative age,
 		// reported as 0). A retry's due time counts, not its first arrival.
-		{oldestWaitingDesc, `SELECT coalesce(` + c.db.SecondsSince("min(scheduled_at)") + `, 0) FROM river_job WHERE kind = $1 AND state IN ('available', 'retryable', 'scheduled')`},
-		{deadLettersDesc, `SELECT count(*) FROM river_job WHERE kind = $1 AND state IN ('discarded', 'cancelled')`},
+		{oldestWaitingDesc, c.db.SecondsSince("min(scheduled_at)"), `state IN ('available', 'retryable', 'scheduled')`},
+		{deadLettersDesc, `count(*)`, `state IN ('discarded', 'cancelled')`},
 	} {
-		v, err := c.db.QueryInts(ctx, g.query, DeliveryArgs{}.Kind())
-		if err != nil || len(v) != 1 {
+		values := map[string]int64{}
+		for _, name := range c.subscribers {
+			values[name] = 0
+		}
+		// One row per queue, "queue value": one read, so the two agree.
+		rows, err := c.db.QueryStrings(ctx, `SELECT queue || ' ' || CAST(coalesce(`+g.value+`, 0) AS TEXT)
+			FROM river_job WHERE kind = $1 AND `+g.where+` GROUP BY queue`, DeliveryArgs{}.Kind())
+		if err != nil {
 			ch <- prometheus.NewInvalidMetric(g.desc, errors.Join(errors.New("inbox: reading the queue"), err))
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(max(v[0], 0)))
+		for _, row := range rows {
+			queue, value, _ := strings.Cut(row, " ")
+			n, _ := strconv.ParseInt(value, 10, 64)
+			if name := sqldb.Subscriber(queue); name != "" {
+				values[name] += max(n, 0)
+			}
+		}
+		for name, v := range values {
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(v), name)
+		}
 	}
 }

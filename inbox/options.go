@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 // Option configures Open, NewWorker or NewAcceptor. Open reports an invalid
@@ -20,6 +23,7 @@ type config struct {
 	maxBatch            int
 	ddl                 []string
 	tracing             bool
+	subscribers         []subscriber // added with WithSubscriber, in order
 }
 
 const (
@@ -175,6 +179,48 @@ func WithSchema(statements ...string) Option { return WithDDL(statements...) }
 func WithTracing() Option {
 	return func(c *config) error {
 		c.tracing = true
+		return nil
+	}
+}
+
+// DefaultSubscriber names the router given to Open, NewWorker or NewAcceptor
+// in logs, metrics, River UI and cakemail-inbox: the subscriber every inbox has.
+const DefaultSubscriber = sqldb.DefaultSubscriber
+
+// subscriber is a router that gets a job of its own for every delivery it handles.
+type subscriber struct {
+	name   string
+	router *webhooks.Router
+}
+
+// WithSubscriber adds a consumer of the inbox's deliveries beside the router
+// given to Open: every delivery its router handles (a route, or
+// OnUnhandled) gets a job of its own, inserted in the same transaction as
+// the default subscriber's, so one acknowledgement stores all of them. Each
+// job is its own exactly-once unit, with its own transaction, attempts,
+// backoff and dead letter, and its own queue of workers: a subscriber that
+// fails or hangs never holds the others back. The name is a short lower-case
+// identifier (crm, audit_log), at most 32 characters, unique within the
+// inbox, and not DefaultSubscriber; it labels the subscriber's metrics, logs
+// and jobs, and cakemail-inbox selects by it. A subscriber added later gets
+// only deliveries that arrive after it; see cakemail-inbox replay
+// --subscriber to backfill.
+func WithSubscriber(name string, router *webhooks.Router) Option {
+	return func(c *config) error {
+		switch {
+		case name == DefaultSubscriber:
+			return fmt.Errorf("inbox: WithSubscriber(%q): the router given to Open is already the %q subscriber", name, name)
+		case !sqldb.ValidSubscriberName(name):
+			return fmt.Errorf("inbox: WithSubscriber(%q): want a short lower-case identifier such as crm or audit_log (a letter, then letters, digits and single underscores; at most %d characters)", name, sqldb.MaxSubscriberName)
+		case router == nil:
+			return fmt.Errorf("inbox: WithSubscriber(%q, nil): want a router", name)
+		}
+		for _, s := range c.subscribers {
+			if s.name == name {
+				return fmt.Errorf("inbox: WithSubscriber(%q) given twice", name)
+			}
+		}
+		c.subscribers = append(c.subscribers, subscriber{name, router})
 		return nil
 	}
 }

@@ -32,6 +32,7 @@ type liveness struct {
 	db       sqldb.Conn
 	alone    bool // no other process can share the database
 	clientID string
+	queues   []string // the queues this process works
 	log      *slog.Logger
 	working  *inFlight
 
@@ -47,8 +48,8 @@ type liveness struct {
 	done chan struct{}
 }
 
-func newLiveness(db sqldb.Conn, alone bool, clientID string, working *inFlight, log *slog.Logger) *liveness {
-	return &liveness{db: db, alone: alone, clientID: clientID, working: working, log: log}
+func newLiveness(db sqldb.Conn, alone bool, clientID string, queues []string, working *inFlight, log *slog.Logger) *liveness {
+	return &liveness{db: db, alone: alone, clientID: clientID, queues: queues, working: working, log: log}
 }
 
 // start beats once, hands back what dead processes left running, and keeps
@@ -61,8 +62,14 @@ func (l *liveness) start(ctx context.Context) error {
 	if err := l.beat(ctx); err != nil {
 		return fmt.Errorf("inbox: heartbeat: %w", err)
 	}
+	if err := advertiseQueues(ctx, l.db, l.clientID, l.queues); err != nil {
+		return fmt.Errorf("inbox: recording the subscribers' queues: %w", err)
+	}
 	if err := l.rescue(ctx); err != nil {
 		return fmt.Errorf("inbox: rescuing the jobs of dead processes: %w", err)
+	}
+	if l.steady() {
+		l.deadLetterOrphans(ctx)
 	}
 	l.stop, l.done = make(chan struct{}), make(chan struct{})
 	go l.loop(l.stop, l.done)
@@ -85,6 +92,8 @@ func (l *liveness) loop(stop <-chan struct{}, done chan<- struct{}) {
 			l.log.Warn("inbox: heartbeat failed: the database is unreachable, full or read-only", "err", err)
 		} else if err := l.rescue(ctx); err != nil {
 			l.log.Warn("inbox: rescuing the jobs of dead processes", "err", err)
+		} else if beats%orphanSweepBeats == 0 && l.steady() {
+			l.deadLetterOrphans(ctx)
 		}
 		if beats++; beats%3600 == 0 {
 			l.db.Exec(ctx, `DELETE FROM cakemail_inbox_client WHERE heartbeat_at < `+l.db.NowMillis()+` - $1`, //nolint:errcheck // tried again in an hour
@@ -104,6 +113,7 @@ func (l *liveness) close(ctx context.Context) {
 	<-l.done
 	l.stop, l.done = nil, nil
 	l.db.Exec(ctx, `DELETE FROM cakemail_inbox_client WHERE id = $1`, l.clientID) //nolint:errcheck // a stale row only delays nothing: this process runs no job any more
+	forgetQueues(ctx, l.db, l.clientID)                                           //nolint:errcheck // rows of a process without a heartbeat count for nothing
 }
 
 // beat commits this process's heartbeat. A heartbeat is a write, so it also

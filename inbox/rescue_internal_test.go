@@ -18,7 +18,7 @@ func TestLivenessStartsAgainAfterClose(t *testing.T) {
 	require.NoError(t, err)
 	defer db.close()
 	require.NoError(t, migrate(ctx, db, nil))
-	l := newLiveness(db.conn(), true, "client-a", &inFlight{}, slog.New(slog.DiscardHandler))
+	l := newLiveness(db.conn(), true, "client-a", []string{"default"}, &inFlight{}, slog.New(slog.DiscardHandler))
 	for range 3 {
 		require.NoError(t, l.start(ctx))
 		require.NoError(t, l.start(ctx), "a second start while running is a no-op")
@@ -36,7 +36,7 @@ func TestHeartbeatForgetsAFailureOnceItBeatsAgain(t *testing.T) {
 	db, err := openSQLite(filepath.Join(t.TempDir(), "inbox.db"))
 	require.NoError(t, err)
 	defer db.close()
-	l := newLiveness(db.conn(), true, "client-a", &inFlight{}, slog.New(slog.DiscardHandler))
+	l := newLiveness(db.conn(), true, "client-a", []string{"default"}, &inFlight{}, slog.New(slog.DiscardHandler))
 	require.Error(t, l.beat(ctx), "no table yet: the beat fails")
 	require.NotNil(t, l.lastErr.Load())
 	require.NoError(t, migrate(ctx, db, nil))

@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // savepoint, so one failing handler never rolls back another's effects.
 type Worker[TTx any] struct {
 	river.WorkerDefaults[DeliveryArgs]
-	router  *webhooks.Router
+	routers map[string]*webhooks.Router // by subscriber name
 	dialect dialect[TTx]
 	log     *slog.Logger
 	timeout time.Duration
@@ -44,8 +45,12 @@ func newWorker[TTx any](router *webhooks.Router, d dialect[TTx], cfg *config, m 
 	if router == nil {
 		panic("inbox: NewWorker with a nil router")
 	}
+	routers := map[string]*webhooks.Router{DefaultSubscriber: router}
+	for _, s := range cfg.subscribers {
+		routers[s.name] = s.router
+	}
 	return &Worker[TTx]{
-		router:  router,
+		routers: routers,
 		dialect: d,
 		log:     cfg.logger,
 		timeout: cfg.jobTimeout,
@@ -71,10 +76,19 @@ func (w *Worker[TTx]) Work(ctx context.Context, job *river.Job[DeliveryArgs]) er
 }
 
 func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
+	subscriber := job.Args.subscriber()
+	router, ok := w.routers[subscriber]
+	if !ok {
+		// Never another subscriber's router: its effects are not these.
+		err := fmt.Errorf("inbox: no subscriber %q in this process's configuration (removed, or an older configuration): retry it once an inbox with it runs", subscriber)
+		w.log.ErrorContext(ctx, "delivery's subscriber is not configured: sent to the dead letters",
+			"subscriber", subscriber, "job_id", job.ID, "attempt", job.Attempt)
+		return river.JobCancel(err)
+	}
 	event, err := webhooks.ParseEvent(job.Args.Body)
 	if err != nil {
 		w.log.ErrorContext(ctx, "delivery does not parse: sent to the dead letters",
-			"job_id", job.ID, "attempt", job.Attempt, "err", err)
+			"subscriber", subscriber, "job_id", job.ID, "attempt", job.Attempt, "err", err)
 		return river.JobCancel(err)
 	}
 	tx := &jobTx[TTx]{dialect: w.dialect, batches: w.batches, job: job}
@@ -84,8 +98,9 @@ func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) er
 		BodySHA256: job.Args.BodySHA256,
 		Attempt:    job.Attempt,
 		JobID:      job.ID,
+		Subscriber: subscriber,
 	})
-	if err := w.router.Dispatch(ctx, event); err != nil {
+	if err := router.Dispatch(ctx, event); err != nil {
 		return w.failed(ctx, job, event, err)
 	}
 	if err := tx.complete(); err != nil {
@@ -97,7 +112,8 @@ func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) er
 // failed logs a failed attempt where an operator sees it, and decides
 // whether River should retry it.
 func (w *Worker[TTx]) failed(ctx context.Context, job *river.Job[DeliveryArgs], event *webhooks.Event, err error) error {
-	attrs := []any{"event", event.Type, "job_id", job.ID, "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err}
+	attrs := []any{"event", event.Type, "subscriber", job.Args.subscriber(), "job_id", job.ID,
+		"attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err}
 	var stack interface{ Stack() []byte }
 	switch {
 	case errors.As(err, &stack):

@@ -12,30 +12,34 @@ import (
 
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/cakemail-go/webhooks/inbox"
 	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 func (c *cli) status(ctx context.Context, args []string) error {
-	fs := c.newFlags("status", "status [--json]",
+	fs := c.newFlags("status", "status [--subscriber NAME] [--json]",
 		"Deliveries waiting, running, retrying and dead; the oldest waiting; the last hour's completed.")
+	var ff filterFlags
+	ff.subscriberFlag(fs, "jobs")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := noPositional(fs, args); err != nil {
 		return err
 	}
-	s, err := c.open(ctx)
+	f, s, err := c.openFiltered(ctx, &ff, false)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	counts, err := s.counts(ctx)
+	counts, err := s.counts(ctx, f.subscriber)
 	if err != nil {
 		return fmt.Errorf("reading the queue: %w", err)
 	}
-	oldest, err := s.oldestWaiting(ctx)
+	oldest, err := s.oldestWaiting(ctx, f.subscriber)
 	if err != nil {
 		return fmt.Errorf("reading the queue: %w", err)
 	}
 	out := struct {
+		Subscriber           string     `json:"subscriber,omitempty"`
 		Waiting              int64      `json:"waiting"`
 		Running              int64      `json:"running"`
 		Retrying             int64      `json:"retrying"`
@@ -43,7 +47,7 @@ func (c *cli) status(ctx context.Context, args []string) error {
 		OldestWaitingAt      *time.Time `json:"oldest_waiting_at"`
 		OldestWaitingSeconds float64    `json:"oldest_waiting_seconds"`
 		CompletedLastHour    int64      `json:"completed_last_hour"`
-	}{counts.Waiting, counts.Running, counts.Retrying, counts.Dead, nil, 0, counts.CompletedLastHour}
+	}{f.subscriber, counts.Waiting, counts.Running, counts.Retrying, counts.Dead, nil, 0, counts.CompletedLastHour}
 	if oldest != nil {
 		at := oldest.ScheduledAt.UTC()
 		out.OldestWaitingAt = &at
@@ -53,6 +57,9 @@ func (c *cli) status(ctx context.Context, args []string) error {
 		return writeJSON(c.stdout, out)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	if f.subscriber != "" {
+		fmt.Fprintf(tw, "subscriber\t%s\n", f.subscriber)
+	}
 	fmt.Fprintf(tw, "waiting\t%d\n", out.Waiting)
 	fmt.Fprintf(tw, "running\t%d\n", out.Running)
 	fmt.Fprintf(tw, "retrying\t%d\n", out.Retrying)
@@ -72,14 +79,18 @@ const replayWarning = "warning: a replay runs the handlers again. Effects in the
 	"other services) happen again.\n"
 
 func (c *cli) replay(ctx context.Context, args []string) error {
-	fs := c.newFlags("replay", "replay --since D [--until D] [--type T] [--dry-run] [--json]",
+	fs := c.newFlags("replay", "replay --since D [--until D] [--type T] [--subscriber NAME] [--dry-run] [--json]",
 		"Runs completed deliveries through the handlers again, for after a handler bug is fixed:\n"+
 			"they are made available, and the running receiver's workers run them. Completed\n"+
-			"deliveries are kept for the duplicate window (7 days by default).\n\n"+replayWarning)
+			"deliveries are kept for the duplicate window (7 days by default).\n\n"+
+			"With --subscriber NAME, only that subscriber's jobs run again, and a subscriber added\n"+
+			"after some deliveries arrived gets a job for each of them that it lacks: the way to\n"+
+			"backfill it (jobs of types its router does not handle complete without running).\n\n"+replayWarning)
 	var ff filterFlags
 	fs.StringVar(&ff.since, "since", "", "deliveries completed within this long (24h, 7d) or since this RFC 3339 time (required)")
 	fs.StringVar(&ff.until, "until", "", "and completed before this long ago, or this RFC 3339 time")
 	fs.StringVar(&ff.eventType, "type", "", "only this event type, in any documented spelling")
+	ff.subscriberFlag(fs, "jobs")
 	dryRun := fs.Bool("dry-run", false, "say what would be replayed; change nothing")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := noPositional(fs, args); err != nil {
@@ -90,8 +101,60 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.close()
+	jobs, err := findCompleted(ctx, s, f)
+	if err != nil {
+		return err
+	}
+	var missing []inbox.DeliveryArgs
+	if f.subscriber != "" && f.subscriber != inbox.DefaultSubscriber {
+		if missing, err = findMissing(ctx, s, f); err != nil {
+			return err
+		}
+	}
+	fmt.Fprint(c.stderr, replayWarning)
+	done, err := c.requeue(ctx, s, sqldb.CompletedStates, jobs, *dryRun)
+	if err != nil {
+		return err
+	}
+	backfilled := len(missing)
+	if !*dryRun && len(missing) > 0 {
+		inserted, err := s.insert(ctx, missing)
+		if err != nil {
+			return fmt.Errorf("backfilling subscriber %s: %w", f.subscriber, err)
+		}
+		backfilled = len(inserted)
+		done = append(done, inserted...)
+	}
+	if *asJSON {
+		return writeJSON(c.stdout, result{DryRun: *dryRun, Subscriber: f.subscriber, Count: len(done), IDs: done, Backfilled: backfilled})
+	}
+	what := plural(len(done)-backfilled, "completed delivery", "completed deliveries")
+	if f.eventType != "" {
+		what += " of " + string(f.eventType)
+	}
+	if f.subscriber != "" {
+		what += " for subscriber " + f.subscriber
+	}
+	window := "since " + when(f.since)
+	if !f.until.IsZero() {
+		window += ", until " + when(f.until)
+	}
+	if backfilled > 0 {
+		window += fmt.Sprintf(", and %s it had no job for", plural(backfilled, "delivery", "deliveries"))
+	}
+	if *dryRun {
+		c.printJobs(jobs)
+		fmt.Fprintf(c.stdout, "would replay %s finished %s (dry run: nothing changed)\n", what, window)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "replayed %s finished %s: the running receiver runs their handlers again\n", what, window)
+	return nil
+}
+
+// findCompleted lists the completed deliveries that match f, newest first.
+func findCompleted(ctx context.Context, s store, f filter) ([]*rivertype.JobRow, error) {
 	var jobs []*rivertype.JobRow
-	err = s.list(ctx, []rivertype.JobState{rivertype.JobStateCompleted}, true, func(job *rivertype.JobRow) bool {
+	err := s.list(ctx, []rivertype.JobState{rivertype.JobStateCompleted}, true, func(job *rivertype.JobRow) bool {
 		if f.pastSince(job) {
 			return false
 		}
@@ -101,31 +164,41 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 		return true
 	})
 	if err != nil {
-		return fmt.Errorf("listing completed deliveries: %w", err)
+		return nil, fmt.Errorf("listing completed deliveries: %w", err)
 	}
-	fmt.Fprint(c.stderr, replayWarning)
-	done, err := c.requeue(ctx, s, sqldb.CompletedStates, jobs, *dryRun)
+	return jobs, nil
+}
+
+// findMissing is the backfill of an added subscriber: a job of its own for
+// each delivery that f selects (by the default subscriber's completed jobs,
+// which every delivery has) and that it has no job for, in any state.
+func findMissing(ctx context.Context, s store, f filter) ([]inbox.DeliveryArgs, error) {
+	has := map[string]bool{}
+	mine := filter{subscriber: f.subscriber}
+	err := s.list(ctx, allStates, false, func(job *rivertype.JobRow) bool {
+		if mine.matches(job) {
+			has[decodeDelivery(job).BodySHA256] = true
+		}
+		return true
+	})
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("listing subscriber %s's jobs: %w", f.subscriber, err)
 	}
-	if *asJSON {
-		return writeJSON(c.stdout, result{DryRun: *dryRun, Count: len(done), IDs: done})
+	source := f
+	source.subscriber = inbox.DefaultSubscriber
+	delivered, err := findCompleted(ctx, s, source)
+	if err != nil {
+		return nil, err
 	}
-	what := plural(len(done), "completed delivery", "completed deliveries")
-	if f.eventType != "" {
-		what += " of " + string(f.eventType)
+	var missing []inbox.DeliveryArgs
+	for _, job := range delivered {
+		d := decodeDelivery(job)
+		if !has[d.BodySHA256] {
+			d.Subscriber = f.subscriber
+			missing = append(missing, d)
+		}
 	}
-	window := "since " + when(f.since)
-	if !f.until.IsZero() {
-		window += ", until " + when(f.until)
-	}
-	if *dryRun {
-		c.printJobs(jobs)
-		fmt.Fprintf(c.stdout, "would replay %s finished %s (dry run: nothing changed)\n", what, window)
-		return nil
-	}
-	fmt.Fprintf(c.stdout, "replayed %s finished %s: the running receiver runs their handlers again\n", what, window)
-	return nil
+	return missing, nil
 }
 
 func noPositional(fs *flags, args []string) error {

@@ -16,6 +16,7 @@ import (
 type deadLetter struct {
 	ID         int64                    `json:"id"`
 	EventType  string                   `json:"event_type"`
+	Subscriber string                   `json:"subscriber"`
 	State      string                   `json:"state"`
 	Attempts   int                      `json:"attempts"`
 	LastError  string                   `json:"last_error"`
@@ -29,6 +30,7 @@ func newDeadLetter(job *rivertype.JobRow) deadLetter {
 	dl := deadLetter{
 		ID:         job.ID,
 		EventType:  string(d.EventType),
+		Subscriber: subscriberOf(d),
 		State:      string(job.State),
 		Attempts:   job.Attempt,
 		FailedAt:   job.FinalizedAt,
@@ -69,13 +71,14 @@ func findDeadLetters(ctx context.Context, s store, f filter) ([]*rivertype.JobRo
 }
 
 func (c *cli) deadLettersList(ctx context.Context, args []string) error {
-	fs := c.newFlags("deadletters list", "deadletters list [--type T] [--since D] [--grep TEXT] [--json]",
+	fs := c.newFlags("deadletters list", "deadletters list [--type T] [--subscriber NAME] [--since D] [--grep TEXT] [--json]",
 		"Lists the dead letters, newest first: deliveries whose attempts are exhausted (discarded)\n"+
 			"or that cannot be handled as sent (cancelled), with their last error.")
 	var ff filterFlags
 	fs.StringVar(&ff.eventType, "type", "", "only this event type, in any documented spelling (Email.Opened, email.opened)")
 	fs.StringVar(&ff.since, "since", "", "only those that died within this long (24h, 7d) or since this RFC 3339 time")
 	fs.StringVar(&ff.grep, "grep", "", "only those whose body or errors contain this text (any letter case)")
+	ff.subscriberFlag(fs, "dead letters")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := noPositional(fs, args); err != nil {
 		return err
@@ -101,13 +104,13 @@ func (c *cli) deadLettersList(ctx context.Context, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tSTATE\tATTEMPTS\tFAILED\tLAST ERROR")
+	fmt.Fprintln(tw, "ID\tTYPE\tSUBSCRIBER\tSTATE\tATTEMPTS\tFAILED\tLAST ERROR")
 	for _, dl := range list {
 		failed := "-"
 		if dl.FailedAt != nil {
 			failed = when(*dl.FailedAt) + " (" + ago(*dl.FailedAt) + ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", dl.ID, orDash(dl.EventType), dl.State, dl.Attempts, failed, oneLine(dl.LastError, 100))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", dl.ID, orDash(dl.EventType), dl.Subscriber, dl.State, dl.Attempts, failed, oneLine(dl.LastError, 100))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -117,12 +120,13 @@ func (c *cli) deadLettersList(ctx context.Context, args []string) error {
 }
 
 func (c *cli) deadLettersRetry(ctx context.Context, args []string) error {
-	fs := c.newFlags("deadletters retry", "deadletters retry (ID... | --all) [--type T] [--since D] [--dry-run] [--json]",
+	fs := c.newFlags("deadletters retry", "deadletters retry (ID... | --all) [--type T] [--subscriber NAME] [--since D] [--dry-run] [--json]",
 		"Puts dead letters back in the queue, to run at once: the running receiver works them\n"+
 			"again. Give their ids, or --all for every dead letter that --type and --since select.")
 	var ff filterFlags
-	all := fs.Bool("all", false, "every dead letter that --type and --since select")
+	all := fs.Bool("all", false, "every dead letter that --type, --subscriber and --since select")
 	fs.StringVar(&ff.eventType, "type", "", "only this event type, in any documented spelling")
+	ff.subscriberFlag(fs, "dead letters")
 	fs.StringVar(&ff.since, "since", "", "only those that died within this long (24h, 7d) or since this RFC 3339 time")
 	dryRun := fs.Bool("dry-run", false, "say what would be retried; change nothing")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -168,7 +172,7 @@ func (c *cli) deadLettersRetry(ctx context.Context, args []string) error {
 			case job.State != rivertype.JobStateDiscarded && job.State != rivertype.JobStateCancelled:
 				return fmt.Errorf("job %d is not a dead letter: it is %s", id, job.State)
 			case !f.matches(job):
-				return fmt.Errorf("job %d does not match --type or --since", id)
+				return fmt.Errorf("job %d does not match --type, --subscriber or --since", id)
 			}
 			jobs = append(jobs, job)
 		}
@@ -178,7 +182,7 @@ func (c *cli) deadLettersRetry(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(c.stdout, result{DryRun: *dryRun, Count: len(done), IDs: done})
+		return writeJSON(c.stdout, result{DryRun: *dryRun, Subscriber: f.subscriber, Count: len(done), IDs: done})
 	}
 	switch {
 	case *dryRun:
@@ -192,9 +196,13 @@ func (c *cli) deadLettersRetry(ctx context.Context, args []string) error {
 
 // result is what retry and replay did.
 type result struct {
-	DryRun bool    `json:"dry_run"`
-	Count  int     `json:"count"`
-	IDs    []int64 `json:"ids"`
+	DryRun     bool    `json:"dry_run"`
+	Subscriber string  `json:"subscriber,omitempty"` // as --subscriber gave it
+	Count      int     `json:"count"`
+	IDs        []int64 `json:"ids"`
+	// Backfilled is how many of Count are a subscriber's new jobs for
+	// deliveries it had none for (replay --subscriber).
+	Backfilled int `json:"backfilled,omitempty"`
 }
 
 // requeue makes the jobs that are still in one of states available again,

@@ -12,33 +12,50 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/cakemail-go/webhooks"
+	"github.com/cakemail-go/webhooks/inbox"
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
 var deadStates = []rivertype.JobState{rivertype.JobStateDiscarded, rivertype.JobStateCancelled}
 
-// delivery is a job's args, as the inbox writes them.
-type delivery struct {
-	BodySHA256 string             `json:"body_sha256"`
-	EventType  webhooks.EventType `json:"event_type"`
-	Body       []byte             `json:"body"`
+// allStates are every state a job can be in.
+var allStates = []rivertype.JobState{
+	rivertype.JobStateAvailable, rivertype.JobStateCancelled, rivertype.JobStateCompleted,
+	rivertype.JobStateDiscarded, rivertype.JobStatePending, rivertype.JobStateRetryable,
+	rivertype.JobStateRunning, rivertype.JobStateScheduled,
 }
 
-func decodeDelivery(job *rivertype.JobRow) delivery {
-	var d delivery
+// decodeDelivery reads a job's args, as the inbox writes them.
+func decodeDelivery(job *rivertype.JobRow) inbox.DeliveryArgs {
+	var d inbox.DeliveryArgs
 	json.Unmarshal(job.EncodedArgs, &d) //nolint:errcheck // an undecodable job lists with what it has
 	return d
 }
 
-// filter selects deliveries by type, finalization time and text.
+// subscriberOf names the subscriber a job runs for.
+func subscriberOf(d inbox.DeliveryArgs) string {
+	if d.Subscriber == "" {
+		return inbox.DefaultSubscriber
+	}
+	return d.Subscriber
+}
+
+// filter selects deliveries by type, subscriber, finalization time and text.
 type filter struct {
 	eventType    webhooks.EventType // canonical; "" for any
+	subscriber   string             // "" for any
 	since, until time.Time          // zero for unbounded
 	grep         string             // lower case; "" for any
 }
 
 // filterFlags are the flags as given; parse checks them.
 type filterFlags struct {
-	eventType, since, until, grep string
+	eventType, subscriber, since, until, grep string
+}
+
+// subscriberFlag adds --subscriber to a command.
+func (ff *filterFlags) subscriberFlag(fs *flags, what string) {
+	fs.StringVar(&ff.subscriber, "subscriber", "", what+" of this subscriber only (default, or a name given to inbox.WithSubscriber)")
 }
 
 func (ff *filterFlags) parse(requireSince bool) (filter, error) {
@@ -50,6 +67,10 @@ func (ff *filterFlags) parse(requireSince bool) (filter, error) {
 		}
 		f.eventType = t
 	}
+	if ff.subscriber != "" && ff.subscriber != inbox.DefaultSubscriber && !sqldb.ValidSubscriberName(ff.subscriber) {
+		return f, usageErrorf("--subscriber %q: not a subscriber's name (default, or a lower-case identifier such as crm)", ff.subscriber)
+	}
+	f.subscriber = ff.subscriber
 	var err error
 	if requireSince && ff.since == "" {
 		return f, usageErrorf("--since is required, e.g. --since 24h")
@@ -81,6 +102,9 @@ func (f filter) matches(job *rivertype.JobRow) bool {
 	}
 	d := decodeDelivery(job)
 	if f.eventType != "" && d.EventType != f.eventType {
+		return false
+	}
+	if f.subscriber != "" && subscriberOf(d) != f.subscriber {
 		return false
 	}
 	if f.grep != "" {

@@ -7,10 +7,10 @@
 // DATABASE_URL it uses examples/receiver's default, receiver.db in the
 // working directory, when that file is there.
 //
-//	cakemail-inbox status [--json]
-//	cakemail-inbox deadletters list [--type T] [--since 24h] [--grep TEXT] [--json]
-//	cakemail-inbox deadletters retry (ID... | --all) [--type T] [--since D] [--dry-run] [--json]
-//	cakemail-inbox replay --since D [--until D] [--type T] [--dry-run] [--json]
+//	cakemail-inbox status [--subscriber NAME] [--json]
+//	cakemail-inbox deadletters list [--type T] [--subscriber NAME] [--since 24h] [--grep TEXT] [--json]
+//	cakemail-inbox deadletters retry (ID... | --all) [--type T] [--subscriber NAME] [--since D] [--dry-run] [--json]
+//	cakemail-inbox replay --since D [--until D] [--type T] [--subscriber NAME] [--dry-run] [--json]
 //
 // Exit status: 0 done, 1 failed, 2 usage.
 package main
@@ -41,17 +41,21 @@ DATABASE_URL, it uses receiver.db in the working directory, examples/receiver's
 default, when that file is there.
 
 Usage:
-  cakemail-inbox status [--json]
+  cakemail-inbox status [--subscriber NAME] [--json]
       Deliveries waiting, running, retrying and dead; the oldest waiting; the
       last hour's completed.
-  cakemail-inbox deadletters list [--type T] [--since D] [--grep TEXT] [--json]
+  cakemail-inbox deadletters list [--type T] [--subscriber NAME] [--since D] [--grep TEXT] [--json]
       Deliveries whose attempts are exhausted or that cannot be handled as
-      sent: id, event type, attempts, last error and when.
-  cakemail-inbox deadletters retry (ID... | --all) [--type T] [--since D] [--dry-run] [--json]
+      sent: id, event type, subscriber, attempts, last error and when.
+  cakemail-inbox deadletters retry (ID... | --all) [--type T] [--subscriber NAME] [--since D] [--dry-run] [--json]
       Puts dead letters back in the queue: the running receiver works them again.
-  cakemail-inbox replay --since D [--until D] [--type T] [--dry-run] [--json]
+  cakemail-inbox replay --since D [--until D] [--type T] [--subscriber NAME] [--dry-run] [--json]
       Runs completed deliveries through the handlers again, after a handler
       bug is fixed. Effects outside the delivery's transaction happen again.
+      With --subscriber, that subscriber's only, backfilling one added later.
+
+--subscriber is default (the router given to inbox.Open) or a name given to
+inbox.WithSubscriber; each subscriber's deliveries are jobs of their own.
 
 Durations are like 90m, 24h or 7d (before now), or an RFC 3339 time.
 Run cakemail-inbox COMMAND -h for a command's flags.
@@ -123,8 +127,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		case "retry":
 			return c.deadLettersRetry(ctx, rest[1:])
 		case "-h", "-help", "--help", "help":
-			fmt.Fprint(c.stdout, "Usage:\n  cakemail-inbox deadletters list [--type T] [--since D] [--grep TEXT] [--json]\n"+
-				"  cakemail-inbox deadletters retry (ID... | --all) [--type T] [--since D] [--dry-run] [--json]\n")
+			fmt.Fprint(c.stdout, "Usage:\n  cakemail-inbox deadletters list [--type T] [--subscriber NAME] [--since D] [--grep TEXT] [--json]\n"+
+				"  cakemail-inbox deadletters retry (ID... | --all) [--type T] [--subscriber NAME] [--since D] [--dry-run] [--json]\n")
 			return nil
 		default:
 			return usageErrorf("deadletters: unknown command %q: want list or retry", sub)

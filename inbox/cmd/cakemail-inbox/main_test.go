@@ -178,8 +178,8 @@ func TestCommandsBesideARunningInbox(t *testing.T) {
 
 	out, _, code = runCLI(url, "deadletters", "list")
 	require.Equal(t, 0, code)
-	assert.Regexp(t, `(?m)^ID +TYPE +STATE +ATTEMPTS +FAILED +LAST ERROR$`, out)
-	assert.Regexp(t, `(?m)^1 +Email.Bounced +cancelled +1 +\S+ \S+ \(.+\) +.*bounce handler bug$`, out)
+	assert.Regexp(t, `(?m)^ID +TYPE +SUBSCRIBER +STATE +ATTEMPTS +FAILED +LAST ERROR$`, out)
+	assert.Regexp(t, `(?m)^1 +Email.Bounced +default +cancelled +1 +\S+ \S+ \(.+\) +.*bounce handler bug$`, out)
 	assert.Contains(t, out, "\n1 dead letter\n")
 	out, _, _ = runCLI(url, "deadletters", "list", "--grep", "nothing like it")
 	assert.Equal(t, "no dead letters\n", out)

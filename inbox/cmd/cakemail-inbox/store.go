@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
 
+	"github.com/cakemail-go/webhooks/inbox"
 	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
@@ -27,14 +28,19 @@ const deliveryKind = sqldb.DeliveryKind
 // itself), on Postgres as one more client. Its River client inserts and
 // queries only: it runs no job.
 type store interface {
-	// counts reads how many deliveries are in each state.
-	counts(ctx context.Context) (stateCounts, error)
+	// counts reads how many deliveries are in each state, of one
+	// subscriber's or, for "", of all.
+	counts(ctx context.Context, subscriber string) (stateCounts, error)
 	// list visits the deliveries in states, newest finalized first when
 	// byFinalized, by id otherwise, until visit returns false.
 	list(ctx context.Context, states []rivertype.JobState, byFinalized bool, visit func(*rivertype.JobRow) bool) error
-	// oldestWaiting is the waiting delivery (new, or due for a retry) due the longest, or nil.
-	oldestWaiting(ctx context.Context) (*rivertype.JobRow, error)
+	// oldestWaiting is the waiting delivery (new, or due for a retry) due
+	// the longest, of one subscriber's or, for "", of all; or nil.
+	oldestWaiting(ctx context.Context, subscriber string) (*rivertype.JobRow, error)
 	get(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	// insert stores jobs that are not there yet, and returns the ids of
+	// those it inserted (a job already there is a duplicate, left alone).
+	insert(ctx context.Context, jobs []inbox.DeliveryArgs) ([]int64, error)
 	// requeue makes the jobs among ids that are still in one of states
 	// available to run now, each checked and moved in one statement, and
 	// returns those it moved.
@@ -129,7 +135,11 @@ func newRiverStore[TTx any](ctx context.Context, driver riverdriver.Driver[TTx],
 
 func (s *riverStore[TTx]) close() { s.closeFn() }
 
-func (s *riverStore[TTx]) counts(ctx context.Context) (stateCounts, error) {
+func (s *riverStore[TTx]) counts(ctx context.Context, subscriber string) (stateCounts, error) {
+	queue := ""
+	if subscriber != "" {
+		queue = sqldb.Queue(subscriber)
+	}
 	var c stateCounts
 	err := s.exec.QueryRow(ctx, `SELECT
 		coalesce(sum(CASE WHEN state IN ('available', 'pending', 'scheduled') THEN 1 ELSE 0 END), 0),
@@ -137,7 +147,7 @@ func (s *riverStore[TTx]) counts(ctx context.Context) (stateCounts, error) {
 		coalesce(sum(CASE WHEN state = 'retryable' THEN 1 ELSE 0 END), 0),
 		coalesce(sum(CASE WHEN state IN ('discarded', 'cancelled') THEN 1 ELSE 0 END), 0),
 		coalesce(sum(CASE WHEN state = 'completed' AND `+s.conn.SecondsSince("finalized_at")+` < 3600 THEN 1 ELSE 0 END), 0)
-		FROM river_job WHERE kind = $1`, deliveryKind).
+		FROM river_job WHERE kind = $1 AND ($2 = '' OR queue = $2)`, deliveryKind, queue).
 		Scan(&c.Waiting, &c.Running, &c.Retrying, &c.Dead, &c.CompletedLastHour)
 	return c, err
 }
@@ -164,10 +174,14 @@ func (s *riverStore[TTx]) list(ctx context.Context, states []rivertype.JobState,
 	}
 }
 
-func (s *riverStore[TTx]) oldestWaiting(ctx context.Context) (*rivertype.JobRow, error) {
-	res, err := s.client.JobList(ctx, river.NewJobListParams().Kinds(deliveryKind).
+func (s *riverStore[TTx]) oldestWaiting(ctx context.Context, subscriber string) (*rivertype.JobRow, error) {
+	params := river.NewJobListParams().Kinds(deliveryKind).
 		States(rivertype.JobStateAvailable, rivertype.JobStateRetryable, rivertype.JobStateScheduled).
-		OrderBy(river.JobListOrderByScheduledAt, river.SortOrderAsc).First(1))
+		OrderBy(river.JobListOrderByScheduledAt, river.SortOrderAsc).First(1)
+	if subscriber != "" {
+		params = params.Queues(sqldb.Queue(subscriber))
+	}
+	res, err := s.client.JobList(ctx, params)
 	if err != nil || len(res.Jobs) == 0 || res.Jobs[0].ScheduledAt.After(now()) {
 		return nil, err
 	}
@@ -180,6 +194,28 @@ func (s *riverStore[TTx]) get(ctx context.Context, id int64) (*rivertype.JobRow,
 		return nil, fmt.Errorf("no job %d", id)
 	}
 	return job, err
+}
+
+func (s *riverStore[TTx]) insert(ctx context.Context, jobs []inbox.DeliveryArgs) ([]int64, error) {
+	ids := []int64{}
+	for len(jobs) > 0 {
+		chunk := jobs[:min(len(jobs), 500)]
+		jobs = jobs[len(chunk):]
+		params := make([]river.InsertManyParams, 0, len(chunk))
+		for _, j := range chunk {
+			params = append(params, river.InsertManyParams{Args: j})
+		}
+		results, err := s.client.InsertMany(ctx, params)
+		if err != nil {
+			return ids, err
+		}
+		for _, r := range results {
+			if !r.UniqueSkippedAsDuplicate {
+				ids = append(ids, r.Job.ID)
+			}
+		}
+	}
+	return ids, nil
 }
 
 func (s *riverStore[TTx]) requeue(ctx context.Context, states []string, ids []int64) ([]int64, error) {

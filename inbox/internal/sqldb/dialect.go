@@ -28,6 +28,9 @@ type Dialect interface {
 	IDIn(placeholder string) string
 	// IDList is the argument IDIn reads.
 	IDList(ids []int64) any
+	// ErrorsWith is a job's errors with one more attempt error, whose
+	// text is the argument in placeholder, as River records a failure.
+	ErrorsWith(placeholder string) string
 }
 
 // SQLite is SQLite's dialect.
@@ -60,6 +63,11 @@ func (sqliteDialect) IDList(ids []int64) any {
 	return string(b)
 }
 
+func (sqliteDialect) ErrorsWith(placeholder string) string {
+	return `jsonb(json_insert(json(coalesce(errors, jsonb('[]'))), '$[#]', json_object(` +
+		`'at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'attempt', attempt, 'error', ` + placeholder + `, 'trace', '')))`
+}
+
 type postgresDialect struct{}
 
 func (postgresDialect) Name() string { return "postgres" }
@@ -80,3 +88,7 @@ func (postgresDialect) IDIn(placeholder string) string {
 	return `id = ANY(` + placeholder + `::bigint[])`
 }
 func (postgresDialect) IDList(ids []int64) any { return ids }
+
+func (postgresDialect) ErrorsWith(placeholder string) string {
+	return `array_append(errors, jsonb_build_object('at', now(), 'attempt', attempt, 'error', ` + placeholder + `::text, 'trace', ''))`
+}
