@@ -24,6 +24,10 @@ type DeliveryArgs struct {
 	// Body is the body byte for byte as it was verified. It is base64 in the
 	// job's JSON, so no database can re-space, re-escape or refuse it.
 	Body []byte `json:"body"`
+	// EventCreatedAt is the event's creation time in Unix seconds, 0 when it
+	// has none: how old an event the job can still apply, which bounds the
+	// order keys' record (WithOrderKey).
+	EventCreatedAt int64 `json:"event_created_at,omitempty"`
 	// Subscriber names the router the job runs through (WithSubscriber),
 	// empty for the default subscriber. It makes the job unique too, so
 	// each subscriber recognises duplicates on its own.
@@ -36,6 +40,9 @@ func NewDeliveryArgs(body []byte, event *webhooks.Event) DeliveryArgs {
 	args := DeliveryArgs{BodySHA256: hex.EncodeToString(sum[:]), Body: body}
 	if event != nil {
 		args.EventType = event.Type
+		if !event.CreatedAt.IsZero() {
+			args.EventCreatedAt = event.CreatedAt.Unix()
+		}
 	}
 	return args
 }

@@ -146,6 +146,11 @@ func (b *batcher[TTx]) commitBatch(driver riverdriver.Driver[TTx], first *turnRe
 	ctx := context.Background()
 	result := &batch{done: make(chan struct{})}
 	tx, err := driver.GetExecutor().Begin(ctx)
+	if err == nil && b.tuning.batchSetup != "" {
+		if err = tx.Exec(ctx, b.tuning.batchSetup); err != nil {
+			tx.Rollback(ctx) //nolint:errcheck // the batch is given up either way
+		}
+	}
 	if err != nil {
 		result.err = err
 		close(result.done)

@@ -21,11 +21,17 @@ type dialect[TTx any] interface {
 	sqldb.Dialect
 	// execTx runs a statement in a transaction of River's driver.
 	execTx(ctx context.Context, tx TTx, query string, args ...any) (int64, error)
+	// queryIntTx runs a query of one integer in a transaction of River's driver.
+	queryIntTx(ctx context.Context, tx TTx, query string, args ...any) (int64, error)
 	// execTxAll runs statements in order, in one round trip where the
 	// database allows, and reports the rows each changed; it stops at the
 	// first error.
 	execTxAll(ctx context.Context, tx TTx, stmts []statement) ([]int64, error)
 	tuning() tuning
+	// contention reports whether err is a turn's lost race for a lock
+	// another transaction holds (a deadlock, a lock timeout): nothing the
+	// handler did wrong, so the job runs again soon, at no attempt's cost.
+	contention(err error) bool
 }
 
 // tuning is how the inbox shares one database's time between acknowledging
@@ -41,6 +47,8 @@ type tuning struct {
 	batchHold time.Duration
 	// committers is how many acknowledgement commits run at once.
 	committers int
+	// batchSetup runs first in every batch transaction, "" for nothing.
+	batchSetup string
 }
 
 // statement is a query and its arguments.
@@ -96,7 +104,7 @@ func migrate[TTx any](ctx context.Context, db database[TTx], ddl []string) error
 			return err
 		}
 		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after commit
-		for _, stmt := range append([]string{clientsTable, clientQueuesTable}, ddl...) {
+		for _, stmt := range append([]string{clientsTable, clientQueuesTable, orderTable, orderTableIndex}, ddl...) {
 			if err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("schema: %w", err)
 			}

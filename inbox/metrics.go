@@ -40,8 +40,8 @@ type metrics struct {
 
 // jobSeries are one subscriber's job metrics.
 type jobSeries struct {
-	completed, failed, dead prometheus.Counter
-	duration                prometheus.Observer
+	completed, stale, failed, dead prometheus.Counter
+	duration                       prometheus.Observer
 }
 
 // newMetrics makes the metrics of an inbox whose subscribers are those
@@ -64,7 +64,7 @@ func newMetrics(db sqldb.Conn, subscribers []string) *metrics {
 		}),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cakemail_inbox_jobs_total",
-			Help: "Handler runs, by outcome: completed, failed (River retries it), dead (sent to the dead letters); by subscriber.",
+			Help: "Handler runs, by outcome: completed, stale (completed without running: a later event for its order key was applied), failed (River retries it), dead (sent to the dead letters); by subscriber.",
 		}, []string{"outcome", "subscriber"}),
 		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "cakemail_inbox_job_duration_seconds",
@@ -83,6 +83,7 @@ func newMetrics(db sqldb.Conn, subscribers []string) *metrics {
 	for _, name := range subscribers {
 		m.bySubscriber[name] = &jobSeries{
 			completed: m.jobs.WithLabelValues("completed", name),
+			stale:     m.jobs.WithLabelValues("stale", name),
 			failed:    m.jobs.WithLabelValues("failed", name),
 			dead:      m.jobs.WithLabelValues("dead", name),
 			duration:  m.jobDuration.WithLabelValues(name),
@@ -107,7 +108,7 @@ func (m *metrics) refused(err error) {
 	m.refusals.WithLabelValues(refusalReason(err)).Inc()
 }
 
-func (m *metrics) jobDone(start time.Time, job *river.Job[DeliveryArgs], err error) {
+func (m *metrics) jobDone(start time.Time, job *river.Job[DeliveryArgs], stale bool, err error) {
 	if m == nil {
 		return
 	}
@@ -118,6 +119,8 @@ func (m *metrics) jobDone(start time.Time, job *river.Job[DeliveryArgs], err err
 	series.duration.Observe(time.Since(start).Seconds())
 	var cancel *river.JobCancelError
 	switch {
+	case err == nil && stale:
+		series.stale.Inc()
 	case err == nil:
 		series.completed.Inc()
 	case errors.As(err, &cancel), job.Attempt >= job.MaxAttempts:

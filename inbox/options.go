@@ -24,6 +24,7 @@ type config struct {
 	ddl                 []string
 	tracing             bool
 	subscribers         []subscriber // added with WithSubscriber, in order
+	orderKey            func(e *webhooks.Event) (string, bool)
 }
 
 const (

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -20,13 +21,35 @@ import (
 // processors), and two acknowledgement commits.
 type postgresDialect struct{ sqldb.Dialect }
 
+// A batch's turns lock rows (their jobs, order keys, the handlers' own) in
+// whatever order deliveries arrive, so two batches can each wait for the
+// other. A short lock timeout in every batch ends such a wait well before
+// Postgres's deadlock detection would (a second), and the turn that gave
+// up runs again at once (contention).
 func (postgresDialect) tuning() tuning {
-	return tuning{workers: 300, batches: 3, batchHold: 20 * time.Millisecond, committers: 2}
+	return tuning{workers: 300, batches: 3, batchHold: 20 * time.Millisecond, committers: 2,
+		batchSetup: `SET LOCAL lock_timeout = '250ms'`}
+}
+
+func (postgresDialect) contention(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "40P01", "55P03", "40001": // deadlock_detected, lock_not_available, serialization_failure
+		return true
+	}
+	return false
 }
 
 func (postgresDialect) execTx(ctx context.Context, tx pgx.Tx, query string, args ...any) (int64, error) {
 	tag, err := tx.Exec(ctx, query, args...)
 	return tag.RowsAffected(), err
+}
+
+func (postgresDialect) queryIntTx(ctx context.Context, tx pgx.Tx, query string, args ...any) (n int64, err error) {
+	return n, tx.QueryRow(ctx, query, args...).Scan(&n)
 }
 
 // execTxAll sends the statements as one pgx batch: one round trip.
@@ -51,10 +74,6 @@ func (postgresDialect) execTxAll(ctx context.Context, tx pgx.Tx, stmts []stateme
 	}
 	return rows, nil
 }
-
-// migrationLockKey keeps two replicas starting together from migrating at
-// once; "cake" in ASCII, so it cannot collide with River's keys.
-const migrationLockKey = 0x63616b65
 
 // postgresDB is a Postgres database; any number of processes may share it.
 type postgresDB struct {
@@ -91,9 +110,9 @@ func (p *postgresDB) withMigrationLock(ctx context.Context, fn func() error) err
 		return err
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", sqldb.MigrationLockKey); err != nil {
 		return err
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLockKey) //nolint:errcheck // the lock goes with the session anyway
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", sqldb.MigrationLockKey) //nolint:errcheck // the lock goes with the session anyway
 	return fn()
 }

@@ -36,12 +36,19 @@ func (sqliteDialect) tuning() tuning {
 	return tuning{workers: 200, batches: 1, batchHold: 10 * time.Millisecond, committers: 1}
 }
 
+// contention never happens: SQLite runs one transaction at a time.
+func (sqliteDialect) contention(error) bool { return false }
+
 func (sqliteDialect) execTx(ctx context.Context, tx *sql.Tx, query string, args ...any) (int64, error) {
 	res, err := tx.ExecContext(ctx, query, args...)
 	if err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+func (sqliteDialect) queryIntTx(ctx context.Context, tx *sql.Tx, query string, args ...any) (n int64, err error) {
+	return n, tx.QueryRowContext(ctx, query, args...).Scan(&n)
 }
 
 func (d sqliteDialect) execTxAll(ctx context.Context, tx *sql.Tx, stmts []statement) ([]int64, error) {

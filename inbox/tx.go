@@ -136,10 +136,25 @@ func (t *jobTx[TTx]) abandon() {
 	t.turn = nil
 }
 
-// undo rolls back to this turn's savepoint and releases it.
+// queryInt reads one integer in the turn's transaction, which must be open.
+func (t *jobTx[TTx]) queryInt(ctx context.Context, query string, args ...any) (int64, error) {
+	if t.turn == nil {
+		return 0, errors.New("inbox: no statement has opened the delivery's transaction")
+	}
+	return t.dialect.queryIntTx(ctx, t.tx, query, args...)
+}
+
+// undo rolls back to this turn's savepoint and releases it, one statement at
+// a time: a failed statement aborts a Postgres transaction, where nothing
+// but the rollback can run, and a pipelined batch prepares every statement
+// first.
 func (t *jobTx[TTx]) undo(ctx context.Context) error {
-	_, err := t.dialect.execTxAll(ctx, t.tx, []statement{{query: rollbackTurn}, {query: releaseTurn}})
-	return err
+	for _, q := range []string{rollbackTurn, releaseTurn} {
+		if _, err := t.dialect.execTx(ctx, t.tx, q); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // completeIfOwner marks the job completed, first in its savepoint, if it is
@@ -149,10 +164,6 @@ func (t *jobTx[TTx]) undo(ctx context.Context) error {
 // effects. It is River's completion in one small statement: on SQLite,
 // River's own takes three that are each parsed anew.
 func completeIfOwner(schema string, d sqldb.Dialect) string {
-	table := "river_job"
-	if schema != "" {
-		table = schema + ".river_job"
-	}
-	return `UPDATE ` + table + ` SET state = 'completed', finalized_at = ` + d.Now() +
+	return `UPDATE ` + riverJobTable(schema) + ` SET state = 'completed', finalized_at = ` + d.Now() +
 		` WHERE id = $1 AND state = 'running' AND attempt = $2`
 }

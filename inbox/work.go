@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -18,13 +19,14 @@ import (
 // savepoint, so one failing handler never rolls back another's effects.
 type Worker[TTx any] struct {
 	river.WorkerDefaults[DeliveryArgs]
-	routers map[string]*webhooks.Router // by subscriber name
-	dialect dialect[TTx]
-	log     *slog.Logger
-	timeout time.Duration
-	batches *batcher[TTx]
-	metrics *metrics
-	working inFlight
+	routers  map[string]*webhooks.Router // by subscriber name
+	dialect  dialect[TTx]
+	log      *slog.Logger
+	timeout  time.Duration
+	batches  *batcher[TTx]
+	ordering *ordering // nil without WithOrderKey
+	metrics  *metrics
+	working  inFlight
 }
 
 // NewWorker returns a worker that dispatches deliveries to router, for a
@@ -49,13 +51,18 @@ func newWorker[TTx any](router *webhooks.Router, d dialect[TTx], cfg *config, m 
 	for _, s := range cfg.subscribers {
 		routers[s.name] = s.router
 	}
+	var o *ordering
+	if cfg.orderKey != nil {
+		o = &ordering{key: cfg.orderKey, window: cfg.duplicateWindow, log: cfg.logger}
+	}
 	return &Worker[TTx]{
-		routers: routers,
-		dialect: d,
-		log:     cfg.logger,
-		timeout: cfg.jobTimeout,
-		batches: newBatcher[TTx](cfg.maxBatch, d.tuning()),
-		metrics: m,
+		ordering: o,
+		routers:  routers,
+		dialect:  d,
+		log:      cfg.logger,
+		timeout:  cfg.jobTimeout,
+		batches:  newBatcher[TTx](cfg.maxBatch, d.tuning()),
+		metrics:  m,
 	}
 }
 
@@ -70,12 +77,14 @@ func (w *Worker[TTx]) Work(ctx context.Context, job *river.Job[DeliveryArgs]) er
 	start := time.Now()
 	w.working.add(job.ID)
 	defer w.working.done(job.ID)
-	err := w.work(ctx, job)
-	w.metrics.jobDone(start, job, err)
+	stale, err := w.work(ctx, job)
+	w.metrics.jobDone(start, job, stale, err)
 	return err
 }
 
-func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
+// work runs the job, and reports whether it completed as stale: a later
+// event for its order key had been applied.
+func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) (stale bool, err error) {
 	subscriber := job.Args.subscriber()
 	router, ok := w.routers[subscriber]
 	if !ok {
@@ -83,16 +92,32 @@ func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) er
 		err := fmt.Errorf("inbox: no subscriber %q in this process's configuration (removed, or an older configuration): retry it once an inbox with it runs", subscriber)
 		w.log.ErrorContext(ctx, "delivery's subscriber is not configured: sent to the dead letters",
 			"subscriber", subscriber, "job_id", job.ID, "attempt", job.Attempt)
-		return river.JobCancel(err)
+		return false, river.JobCancel(err)
 	}
 	event, err := webhooks.ParseEvent(job.Args.Body)
 	if err != nil {
 		w.log.ErrorContext(ctx, "delivery does not parse: sent to the dead letters",
 			"subscriber", subscriber, "job_id", job.ID, "attempt", job.Attempt, "err", err)
-		return river.JobCancel(err)
+		return false, river.JobCancel(err)
 	}
 	tx := &jobTx[TTx]{dialect: w.dialect, batches: w.batches, job: job}
 	defer tx.abandon()
+	key, keyed, err := w.ordering.keyOf(event)
+	if err != nil {
+		return false, w.failed(ctx, job, event, err)
+	}
+	if keyed {
+		applies, err := w.applyInOrder(ctx, tx, job, key, event)
+		if err != nil {
+			return false, w.failed(ctx, job, event, err)
+		}
+		if !applies {
+			if err := tx.complete(); err != nil {
+				return false, w.failed(ctx, job, event, err)
+			}
+			return true, nil
+		}
+	}
 	ctx = context.WithValue(ctx, deliveryKey{}, &Delivery{
 		Tx:         tx,
 		BodySHA256: job.Args.BodySHA256,
@@ -101,13 +126,17 @@ func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) er
 		Subscriber: subscriber,
 	})
 	if err := router.Dispatch(ctx, event); err != nil {
-		return w.failed(ctx, job, event, err)
+		return false, w.failed(ctx, job, event, err)
 	}
 	if err := tx.complete(); err != nil {
-		return w.failed(ctx, job, event, err)
+		return false, w.failed(ctx, job, event, err)
 	}
-	return nil
+	return false, nil
 }
+
+// contentionPause is about how long a delivery that lost a race for a lock
+// waits before it runs again.
+const contentionPause = 100 * time.Millisecond
 
 // failed logs a failed attempt where an operator sees it, and decides
 // whether River should retry it.
@@ -121,6 +150,11 @@ func (w *Worker[TTx]) failed(ctx context.Context, job *river.Job[DeliveryArgs], 
 	case errors.Is(err, webhooks.ErrInvalidEvent):
 		w.log.ErrorContext(ctx, "delivery cannot be handled as sent: sent to the dead letters", attrs...)
 		return river.JobCancel(err)
+	case w.dialect.contention(err):
+		// Another transaction held a row this delivery needed: run it
+		// again shortly, at no attempt's cost.
+		w.log.DebugContext(ctx, "delivery lost a race for a lock: running it again shortly", attrs...)
+		return river.JobSnooze(contentionPause + rand.N(contentionPause))
 	case errors.Is(err, errNotOwner):
 		w.log.WarnContext(ctx, "delivery was handed to another process while it ran: its effects were rolled back", attrs...)
 	default:

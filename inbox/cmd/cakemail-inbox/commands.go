@@ -18,7 +18,8 @@ import (
 
 func (c *cli) status(ctx context.Context, args []string) error {
 	fs := c.newFlags("status", "status [--subscriber NAME] [--json]",
-		"Deliveries waiting, running, retrying and dead; the oldest waiting; the last hour's completed.")
+		"Deliveries waiting, running, retrying and dead; the oldest waiting; the last hour's completed,\n"+
+			"and of those the stale ones: completed without running, a later event for their order key applied.")
 	var ff filterFlags
 	ff.subscriberFlag(fs, "jobs")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -47,7 +48,8 @@ func (c *cli) status(ctx context.Context, args []string) error {
 		OldestWaitingAt      *time.Time `json:"oldest_waiting_at"`
 		OldestWaitingSeconds float64    `json:"oldest_waiting_seconds"`
 		CompletedLastHour    int64      `json:"completed_last_hour"`
-	}{f.subscriber, counts.Waiting, counts.Running, counts.Retrying, counts.Dead, nil, 0, counts.CompletedLastHour}
+		StaleLastHour        int64      `json:"stale_last_hour"`
+	}{f.subscriber, counts.Waiting, counts.Running, counts.Retrying, counts.Dead, nil, 0, counts.CompletedLastHour, counts.StaleLastHour}
 	if oldest != nil {
 		at := oldest.ScheduledAt.UTC()
 		out.OldestWaitingAt = &at
@@ -69,7 +71,7 @@ func (c *cli) status(ctx context.Context, args []string) error {
 	} else {
 		fmt.Fprintf(tw, "oldest waiting\t-\n")
 	}
-	fmt.Fprintf(tw, "completed, last hour\t%d\n", out.CompletedLastHour)
+	fmt.Fprintf(tw, "completed, last hour\t%d (stale: %d)\n", out.CompletedLastHour, out.StaleLastHour)
 	return tw.Flush()
 }
 

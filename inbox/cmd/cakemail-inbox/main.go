@@ -43,7 +43,7 @@ default, when that file is there.
 Usage:
   cakemail-inbox status [--subscriber NAME] [--json]
       Deliveries waiting, running, retrying and dead; the oldest waiting; the
-      last hour's completed.
+      last hour's completed, and how many of them were stale (inbox.WithOrderKey).
   cakemail-inbox deadletters list [--type T] [--subscriber NAME] [--since D] [--grep TEXT] [--json]
       Deliveries whose attempts are exhausted or that cannot be handled as
       sent: id, event type, subscriber, attempts, last error and when.

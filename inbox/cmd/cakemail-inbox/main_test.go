@@ -174,7 +174,7 @@ func TestCommandsBesideARunningInbox(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Regexp(t, `(?m)^dead +1$`, out)
 	assert.Regexp(t, `(?m)^oldest waiting +-$`, out)
-	assert.Regexp(t, `(?m)^completed, last hour +1$`, out)
+	assert.Regexp(t, `(?m)^completed, last hour +1 \(stale: 0\)$`, out)
 
 	out, _, code = runCLI(url, "deadletters", "list")
 	require.Equal(t, 0, code)

@@ -49,7 +49,7 @@ type store interface {
 }
 
 type stateCounts struct {
-	Waiting, Running, Retrying, Dead, CompletedLastHour int64
+	Waiting, Running, Retrying, Dead, CompletedLastHour, StaleLastHour int64
 }
 
 // openStore connects to the database DATABASE_URL names. Its errors never
@@ -146,9 +146,11 @@ func (s *riverStore[TTx]) counts(ctx context.Context, subscriber string) (stateC
 		coalesce(sum(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0),
 		coalesce(sum(CASE WHEN state = 'retryable' THEN 1 ELSE 0 END), 0),
 		coalesce(sum(CASE WHEN state IN ('discarded', 'cancelled') THEN 1 ELSE 0 END), 0),
-		coalesce(sum(CASE WHEN state = 'completed' AND `+s.conn.SecondsSince("finalized_at")+` < 3600 THEN 1 ELSE 0 END), 0)
+		coalesce(sum(CASE WHEN state = 'completed' AND `+s.conn.SecondsSince("finalized_at")+` < 3600 THEN 1 ELSE 0 END), 0),
+		coalesce(sum(CASE WHEN state = 'completed' AND `+s.conn.SecondsSince("finalized_at")+` < 3600
+			AND `+s.conn.MetadataIsTrue(sqldb.StaleMark)+` THEN 1 ELSE 0 END), 0)
 		FROM river_job WHERE kind = $1 AND ($2 = '' OR queue = $2)`, deliveryKind, queue).
-		Scan(&c.Waiting, &c.Running, &c.Retrying, &c.Dead, &c.CompletedLastHour)
+		Scan(&c.Waiting, &c.Running, &c.Retrying, &c.Dead, &c.CompletedLastHour, &c.StaleLastHour)
 	return c, err
 }
 

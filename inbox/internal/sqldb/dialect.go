@@ -1,6 +1,9 @@
 package sqldb
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strconv"
+)
 
 // Dialect is the SQL that differs between SQLite and Postgres; SQLite and
 // Postgres are its two values. Everything else the inbox writes is the same
@@ -21,8 +24,16 @@ type Dialect interface {
 	LastAttemptedBy() string
 	// ArgText is a field of a job's args, as text.
 	ArgText(field string) string
-	// MetadataWithout is a job's metadata without the key.
-	MetadataWithout(key string) string
+	// MetadataWithout is a job's metadata without the keys.
+	MetadataWithout(keys ...string) string
+	// MetadataWithTrue is a job's metadata with key set to true.
+	MetadataWithTrue(key string) string
+	// MetadataIsTrue is "the job's metadata has key set to true".
+	MetadataIsTrue(key string) string
+	// MigrationLock is the statement that keeps, until its transaction
+	// ends, other processes from creating tables at the same time; "" where
+	// one process has the database.
+	MigrationLock() string
 	// IDIn is "id is one of the list in placeholder", whose argument
 	// IDList makes.
 	IDIn(placeholder string) string
@@ -32,6 +43,11 @@ type Dialect interface {
 	// text is the argument in placeholder, as River records a failure.
 	ErrorsWith(placeholder string) string
 }
+
+// MigrationLockKey is the Postgres advisory lock that keeps two replicas
+// starting together from creating the inbox's tables at once; "cake" in
+// ASCII, so it cannot collide with River's keys.
+const MigrationLockKey = 0x63616b65
 
 // SQLite is SQLite's dialect.
 var SQLite Dialect = sqliteDialect{}
@@ -52,9 +68,20 @@ func (sqliteDialect) LastAttemptedBy() string      { return `json_extract(attemp
 func (sqliteDialect) ArgText(field string) string {
 	return `json_extract(args, '$.` + field + `')`
 }
-func (sqliteDialect) MetadataWithout(key string) string {
-	return `jsonb_remove(metadata, '$.` + key + `')`
+func (sqliteDialect) MetadataWithout(keys ...string) string {
+	paths := ""
+	for _, k := range keys {
+		paths += `, '$.` + k + `'`
+	}
+	return `jsonb_remove(metadata` + paths + `)`
 }
+func (sqliteDialect) MetadataWithTrue(key string) string {
+	return `jsonb_set(metadata, '$.` + key + `', json('true'))`
+}
+func (sqliteDialect) MetadataIsTrue(key string) string {
+	return `coalesce(json_extract(metadata, '$.` + key + `'), 0) = 1`
+}
+func (sqliteDialect) MigrationLock() string { return "" }
 func (sqliteDialect) IDIn(placeholder string) string {
 	return `id IN (SELECT value FROM json_each(` + placeholder + `))`
 }
@@ -81,8 +108,21 @@ func (postgresDialect) SecondsSince(t string) string {
 func (postgresDialect) EpochSeconds(t string) string { return `extract(epoch from ` + t + `)::bigint` }
 func (postgresDialect) LastAttemptedBy() string      { return `attempted_by[array_upper(attempted_by, 1)]` }
 func (postgresDialect) ArgText(field string) string  { return `args->>'` + field + `'` }
-func (postgresDialect) MetadataWithout(key string) string {
-	return `metadata - '` + key + `'`
+func (postgresDialect) MetadataWithout(keys ...string) string {
+	s := `metadata`
+	for _, k := range keys {
+		s += ` - '` + k + `'`
+	}
+	return s
+}
+func (postgresDialect) MetadataWithTrue(key string) string {
+	return `metadata || jsonb_build_object('` + key + `', true)`
+}
+func (postgresDialect) MetadataIsTrue(key string) string {
+	return `coalesce(metadata->>'` + key + `', '') = 'true'`
+}
+func (postgresDialect) MigrationLock() string {
+	return `SELECT pg_advisory_xact_lock(` + strconv.Itoa(MigrationLockKey) + `)`
 }
 func (postgresDialect) IDIn(placeholder string) string {
 	return `id = ANY(` + placeholder + `::bigint[])`

@@ -18,6 +18,11 @@ var (
 	CompletedStates = []string{"completed"}
 )
 
+// StaleMark is the metadata key, set to true, of a job that completed
+// without running its handler because a later event for its order key was
+// applied; a requeue clears it.
+const StaleMark = "cakemail_inbox_stale"
+
 // maxIDsPerStatement bounds one statement's list of ids.
 const maxIDsPerStatement = 1000
 
@@ -39,7 +44,7 @@ func Requeue(ctx context.Context, c Conn, states []string, ids []int64) ([]int64
 	}
 	query := `UPDATE river_job SET state = 'available', scheduled_at = ` + c.Now() + `, finalized_at = NULL,
 		max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
-		metadata = ` + c.MetadataWithout("cancel_attempted_at") + `
+		metadata = ` + c.MetadataWithout("cancel_attempted_at", StaleMark) + `
 		WHERE kind = $1 AND state IN (` + stateList + `) AND ` + c.IDIn("$2") + ` RETURNING id`
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), maxIDsPerStatement)]
