@@ -127,11 +127,11 @@ func brokenDeliveries(t testing.TB) []brokenDelivery {
 			[]string{strconv.Itoa(len(sent) - 1), strconv.Itoa(len(sent)), "Content-Length"}},
 		{"empty body", "", good, mine, webhooks.CauseBodyTruncated, []string{"empty"}},
 
-		{"wrong secret", sentBody, good, []string{"whsec_another_webhooks_secret"}, webhooks.CauseWrongSecret, []string{"1 secret(s)", "Client.Secrets"}},
-		{"wrong secrets", sentBody, good, []string{"whsec_one", "whsec_two", "whsec_three"}, webhooks.CauseWrongSecret, []string{"3 secret(s)"}},
+		{"wrong secret", sentBody, good, []string{"whsec_another_webhooks_secret"}, webhooks.CauseWrongSecret, []string{"The secret given does not match", "Client.Secrets"}},
+		{"wrong secrets", sentBody, good, []string{"whsec_one", "whsec_two", "whsec_three"}, webhooks.CauseWrongSecret, []string{"None of the 3 secrets given matches"}},
 
 		{"secret with a trailing newline", sentBody, good, []string{secret + "\n"}, webhooks.CauseSecretWhitespace, []string{"newline"}},
-		{"secret with spaces", sentBody, good, []string{" " + secret + "\t"}, webhooks.CauseSecretWhitespace, []string{"spaces"}},
+		{"secret with spaces", sentBody, good, []string{" " + secret + "\t"}, webhooks.CauseSecretWhitespace, []string{"a space before it and a tab after it"}},
 		{"secret in quotes", sentBody, good, []string{`"` + secret + `"`}, webhooks.CauseSecretWhitespace, []string{"quotes"}},
 		{"second secret, quoted with a newline", sentBody, good, []string{"whsec_old", "'" + secret + "'\n"}, webhooks.CauseSecretWhitespace,
 			[]string{"Secret 2 of 2", "quotes", "newline"}},
@@ -140,8 +140,8 @@ func brokenDeliveries(t testing.TB) []brokenDelivery {
 			webhooks.CauseSecretWhitespace, []string{"Secret 2 of 2"}},
 
 		{"missing, X-Hub-Signature-256 and Signature present", sentBody, hub, mine, webhooks.CauseMissingSignature,
-			[]string{"X-Hub-Signature-256", "Signature,", "X-Signature or X-Cakemail-Signature"}},
-		{"missing, no headers", sentBody, http.Header{}, mine, webhooks.CauseMissingSignature, []string{"no other signature header"}},
+			[]string{"only Signature and X-Hub-Signature-256", "X-Signature or X-Cakemail-Signature"}},
+		{"missing, no headers", sentBody, http.Header{}, mine, webhooks.CauseMissingSignature, []string{"nor any other header that looks like a signature"}},
 		{"missing, blank X-Signature", sentBody, withHeader(webhooks.SignatureHeader, "  "), mine, webhooks.CauseMissingSignature, nil},
 
 		{"malformed: base64 truncated", sentBody, withHeader(webhooks.SignatureHeader, mac[:20]), mine,
@@ -170,8 +170,12 @@ func TestDiagnoseFindsEachBreak(t *testing.T) {
 			received := []byte(tc.received)
 			signature := webhooks.SignatureFromHeader(tc.header)
 			verifier, err := webhooks.NewVerifier(tc.secrets)
-			require.NoError(t, err)
-			require.Error(t, verifier.Verify(received, signature), "the broken delivery must fail verification")
+			if errors.Is(err, webhooks.ErrSecretWhitespace) {
+				assert.Equal(t, webhooks.CauseSecretWhitespace, tc.want, "NewVerifier refused a secret: %v", err)
+			} else {
+				require.NoError(t, err)
+				require.Error(t, verifier.Verify(received, signature), "the broken delivery must fail verification")
+			}
 
 			d := webhooks.Diagnose(received, tc.header, tc.secrets)
 			require.NotNil(t, d)
@@ -381,71 +385,4 @@ func ExampleWithOnReject_diagnosis() {
 		log.Fatal(err)
 	}
 	_ = verifier
-}
-
-func FuzzDiagnose(f *testing.F) {
-	f.Add([]byte(sentBody), secret, "", 0)
-	f.Add([]byte(pythonIndent2), secret, webhooks.Sign([]byte(sentBody), secret), 1)
-	f.Add([]byte(`{"a":[1,{"b":"\u00e9<"}]}`), "k", "", 2)
-	f.Add([]byte(`[`), " k\n", "sha256=00", 3)
-	f.Fuzz(func(t *testing.T, payload []byte, key, header string, mode int) {
-		h := http.Header{}
-		switch mode % 4 {
-		case 0: // signed, then a newline added
-			h.Set(webhooks.SignatureHeader, webhooks.Sign(payload, key))
-			payload = append(bytes.Clone(payload), '\n')
-		case 1, 2:
-			h.Set(webhooks.SignatureHeader, header)
-		case 3:
-			h.Set(webhooks.LegacySignatureHeader, header)
-		}
-		d := webhooks.Diagnose(payload, h, []string{key})
-		verr := webhooks.Verify(payload, webhooks.SignatureFromHeader(h), key)
-		if verr == nil && d != nil {
-			t.Fatalf("a delivery that verifies was diagnosed: %s", d)
-		}
-		if verr != nil && d == nil {
-			t.Fatalf("a delivery that fails (%v) was not diagnosed", verr)
-		}
-		if d != nil && !strings.HasSuffix(d.String(), ".") {
-			t.Fatalf("not a sentence: %q", d)
-		}
-	})
-}
-
-// diagnoseBody is about size bytes of a delivery that leaves no re-encoding
-// out: keys out of order, characters beyond ASCII, and <, > and &.
-func diagnoseBody(size int) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"event":"Email.Clicked","account_id":42,"created_on":1700000000,"data":{"links":[`)
-	for i := 0; b.Len() < size-64; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"url":"https://example.com/p?id=%d&ref=<news>","email":"zoë%d@example.com","clicked_on":%d,"title":"Café %d"}`, i, i, 1700000000+i, i)
-	}
-	b.WriteString(`]}}`)
-	return b.Bytes()
-}
-
-// BenchmarkDiagnose measures the worst case: a wrong secret, so that every
-// form is tried.
-func BenchmarkDiagnose(b *testing.B) {
-	for _, size := range []int{2 << 10, 1 << 20} {
-		payload := diagnoseBody(size)
-		header := signedHeader(payload, "whsec_the_other_webhooks_secret")
-		name := fmt.Sprintf("%dKiB", size>>10)
-		if size >= 1<<20 {
-			name = fmt.Sprintf("%dMiB", size>>20)
-		}
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(len(payload)))
-			for i := 0; i < b.N; i++ {
-				if d := webhooks.Diagnose(payload, header, []string{secret}); d == nil || d.Cause != webhooks.CauseWrongSecret {
-					b.Fatal("want a wrong secret")
-				}
-			}
-		})
-	}
 }
