@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -244,6 +245,61 @@ func TestDiagnosisNamesTheSecretAndTheSentinel(t *testing.T) {
 	d = webhooks.Diagnose(sent, signedHeader(sent, secret), nil)
 	assert.Equal(t, webhooks.CauseWrongSecret, d.Cause)
 	assert.Contains(t, d.String(), "No secret was given")
+
+	// A secret NewVerifier refuses reads as its refusal; quotes, which it
+	// takes, as a mismatch.
+	d = webhooks.Diagnose(sent, signedHeader(sent, secret), []string{"whsec_old", secret + "\n"})
+	assert.ErrorIs(t, d, webhooks.ErrSecretWhitespace)
+	assert.Equal(t, 1, d.Secret)
+	assert.Equal(t, "Secret 2 of 2 has a newline after it, and matches the signature once trimmed.", d.Finding())
+	d = webhooks.Diagnose(sent, signedHeader(sent, secret), []string{`"` + secret + `"`})
+	assert.Equal(t, webhooks.CauseSecretWhitespace, d.Cause)
+	assert.ErrorIs(t, d, webhooks.ErrSignatureMismatch)
+	assert.Equal(t, "Secret 1 has quotes around it, and matches the signature once trimmed.", d.Finding())
+	// The refusal comes first, even when another secret verifies.
+	d = webhooks.Diagnose(sent, signedHeader(sent, secret), []string{secret, "whsec_new\n"})
+	require.NotNil(t, d)
+	assert.Equal(t, -1, d.Secret)
+	assert.Equal(t, "Secret 2 of 2 has a newline after it, though secret 1 of 2 verifies the delivery.", d.Finding())
+}
+
+// Every sentence a diagnosis can say reads as English: no "(s)" plurals, no
+// word twice in a row, no dangling conjunction, and a finding that is the
+// sentence's start.
+func TestDiagnosisSentencesReadWell(t *testing.T) {
+	sent := []byte(sentBody)
+	var all []*webhooks.Diagnosis
+	for _, tc := range brokenDeliveries(t) {
+		all = append(all, webhooks.Diagnose([]byte(tc.received), tc.header, tc.secrets))
+	}
+	for _, secrets := range [][]string{
+		{secret + "\n"}, {"whsec_old", secret + "\n"}, {"other\n"}, {"whsec_old", "other\n"}, {secret, "other\n"},
+		{"'" + secret + "'"}, {"\"" + secret}, {" \t" + secret + "\r\n"}, nil,
+	} {
+		all = append(all, webhooks.Diagnose(sent, signedHeader(sent, secret), secrets))
+	}
+	many := make([]string, 12)
+	for i := range many {
+		many[i] = fmt.Sprintf("whsec_%d", i)
+	}
+	all = append(all, webhooks.Diagnose(sent, signedHeader(sent, secret), many))
+	all = append(all, webhooks.Diagnose(sent, http.Header{"X-Signature-Ed25519": {""}, "Signature": {"x"}, "X-Hmac": {"y"}}, []string{secret}))
+
+	repeated := regexp.MustCompile(`\b(\w+) (\w+)\b`)
+	for _, d := range all {
+		require.NotNil(t, d)
+		text := d.String()
+		assert.NotContains(t, text, "(s)", text)
+		for _, bad := range []string{"has and", "(it has", " ,", "..", ": :", "( ", " )", "  "} {
+			assert.NotContains(t, text, bad, text)
+		}
+		for _, m := range repeated.FindAllStringSubmatch(text, -1) {
+			assert.NotEqual(t, m[1], m[2], "a word twice: %s", text)
+		}
+		assert.True(t, strings.HasPrefix(text, strings.TrimSuffix(d.Finding(), ".")+": "), "the finding starts the sentence: %s", text)
+		assert.Regexp(t, `^[A-Z]`, text)
+		assert.NotContains(t, d.Finding(), "Client.", "Go calls are advice, not findings: %s", d.Finding())
+	}
 }
 
 func TestDiagnoseKeepsNumbersAndKeyOrderAsSent(t *testing.T) {
