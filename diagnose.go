@@ -173,7 +173,7 @@ func Diagnose(body []byte, header http.Header, secrets []string) *Diagnosis {
 			advice:  "pass the header's whole value as received"}
 	}
 	var keys []string
-	index := indexes(secrets) // of the non-empty secrets
+	index := indexes(secrets) // of the secrets tried
 	for _, i := range index {
 		keys = append(keys, secrets[i])
 	}
@@ -281,11 +281,12 @@ func Diagnose(body []byte, header http.Header, secrets []string) *Diagnosis {
 		advice:  "give the Verifier every secret of the URL's webhooks (Client.Secrets)"}
 }
 
-// indexes returns the positions of the non-empty secrets.
+// indexes returns the positions of the secrets that are not empty, nor only
+// whitespace.
 func indexes(secrets []string) []int {
 	var out []int
 	for i, s := range secrets {
-		if s != "" {
+		if strings.TrimSpace(s) != "" {
 			out = append(out, i)
 		}
 	}

@@ -63,7 +63,7 @@ func SignatureFromHeader(h http.Header) string {
 // must match. For many deliveries, a Verifier is faster and allocates nothing.
 func Verify(payload []byte, header, secret string) error {
 	switch {
-	case secret == "":
+	case strings.TrimSpace(secret) == "":
 		return ErrEmptySecret
 	case hasSpaceAround(secret):
 		return secretWhitespace(secret, "the secret")
@@ -200,6 +200,8 @@ func NewVerifier(secrets []string, opts ...VerifierOption) (*Verifier, error) {
 		switch {
 		case s == "":
 			return nil, fmt.Errorf("%w: %s is empty", ErrEmptySecret, which)
+		case strings.TrimSpace(s) == "":
+			return nil, fmt.Errorf("%w: %s holds only whitespace", ErrEmptySecret, which)
 		case hasSpaceAround(s):
 			return nil, secretWhitespace(s, which)
 		}

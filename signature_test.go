@@ -130,6 +130,7 @@ func TestVerifyRejectsWithTheRightSentinel(t *testing.T) {
 		})
 	}
 	assert.ErrorIs(t, webhooks.Verify(body, good, ""), webhooks.ErrEmptySecret)
+	assert.ErrorIs(t, webhooks.Verify(body, good, "\n"), webhooks.ErrEmptySecret)
 }
 
 // reserialise parses and marshals JSON again, as seed 004's sample wrongly does.
@@ -173,7 +174,7 @@ func TestSignatureFromHeader(t *testing.T) {
 }
 
 func TestNewVerifierRejectsMissingSecrets(t *testing.T) {
-	for _, secrets := range [][]string{nil, {}, {""}, {"ok", ""}} {
+	for _, secrets := range [][]string{nil, {}, {""}, {"ok", ""}, {"ok", " \n"}} {
 		_, err := webhooks.NewVerifier(secrets)
 		assert.ErrorIs(t, err, webhooks.ErrEmptySecret, "%q", secrets)
 	}
