@@ -425,6 +425,23 @@ func ExampleDiagnose() {
 	// The body matches the signature once its trailing newline is removed: verify the raw request body exactly as received, without adding or trimming a newline.
 }
 
+// A program with advice of its own keeps the finding and maps the cause.
+func ExampleDiagnosis_Finding() {
+	secret := "whsec_example"
+	sent := []byte(`{"event":"Email.Opened","data":{"email":"jane@example.com"}}`)
+	header := http.Header{}
+	header.Set(webhooks.SignatureHeader, webhooks.Sign(sent, secret))
+
+	d := webhooks.Diagnose(sent, header, []string{secret + "\n"}) // read from a file
+	fmt.Println(d.Cause)
+	fmt.Println(d.Finding())
+	fmt.Println(errors.Is(d, webhooks.ErrSecretWhitespace))
+	// Output:
+	// secret_whitespace
+	// Secret 1 has a newline after it, and matches the signature once trimmed.
+	// true
+}
+
 // The reject hook logs why a signature failed; the diagnosis is computed only
 // when asked for.
 func ExampleWithOnReject_diagnosis() {
