@@ -22,6 +22,7 @@ var (
 	ErrMalformedSignature = errors.New("webhooks: malformed signature")
 	ErrSignatureMismatch  = errors.New("webhooks: signature does not match")
 	ErrEmptySecret        = errors.New("webhooks: empty signing secret")
+	ErrSecretWhitespace   = errors.New("webhooks: whitespace around a signing secret")
 	ErrBodyTooLarge       = errors.New("webhooks: body too large")
 	ErrTooOld             = errors.New("webhooks: event timestamp too old")
 	ErrTooNew             = errors.New("webhooks: event timestamp too far in the future")

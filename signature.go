@@ -62,10 +62,21 @@ func SignatureFromHeader(h http.Header) string {
 // optional "sha256=" prefix; of several comma- or space-separated values one
 // must match. For many deliveries, a Verifier is faster and allocates nothing.
 func Verify(payload []byte, header, secret string) error {
-	if secret == "" {
+	switch {
+	case strings.TrimSpace(secret) == "":
 		return ErrEmptySecret
+	case hasSpaceAround(secret):
+		return secretWhitespace(secret, "the secret")
 	}
 	return verifierFor(secret).verify(payload, header)
+}
+
+// secretWhitespace is the error for a secret with whitespace around it, which
+// no Cakemail secret has but a file or an environment variable often adds. It
+// names the secret by which, never by its value.
+func secretWhitespace(secret, which string) error {
+	return fmt.Errorf("%w: %s has %s; trim it where it is loaded (a file or an environment variable can add whitespace)",
+		ErrSecretWhitespace, which, describeAround(secret, strings.TrimSpace(secret)))
 }
 
 // lastVerifier keeps the keyed state of the most recent secret given to Verify:
@@ -176,15 +187,23 @@ func WithOnReject(fn func(r *http.Request, err error)) VerifierOption {
 }
 
 // NewVerifier returns a Verifier that accepts a delivery signed with any of
-// secrets, so that a secret can be rotated without downtime.
+// secrets, so that a secret can be rotated without downtime. It refuses an
+// empty secret (ErrEmptySecret) and one with whitespace around it
+// (ErrSecretWhitespace), which would refuse every delivery.
 func NewVerifier(secrets []string, opts ...VerifierOption) (*Verifier, error) {
 	if len(secrets) == 0 {
 		return nil, fmt.Errorf("%w: no secrets given", ErrEmptySecret)
 	}
 	keys := make([][]byte, len(secrets))
 	for i, s := range secrets {
-		if s == "" {
-			return nil, fmt.Errorf("%w: secret %d of %d is empty", ErrEmptySecret, i+1, len(secrets))
+		which := fmt.Sprintf("secret %d of %d", i+1, len(secrets))
+		switch {
+		case s == "":
+			return nil, fmt.Errorf("%w: %s is empty", ErrEmptySecret, which)
+		case strings.TrimSpace(s) == "":
+			return nil, fmt.Errorf("%w: %s holds only whitespace", ErrEmptySecret, which)
+		case hasSpaceAround(s):
+			return nil, secretWhitespace(s, which)
 		}
 		keys[i] = []byte(s)
 	}

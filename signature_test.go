@@ -130,6 +130,7 @@ func TestVerifyRejectsWithTheRightSentinel(t *testing.T) {
 		})
 	}
 	assert.ErrorIs(t, webhooks.Verify(body, good, ""), webhooks.ErrEmptySecret)
+	assert.ErrorIs(t, webhooks.Verify(body, good, "\n"), webhooks.ErrEmptySecret)
 }
 
 // reserialise parses and marshals JSON again, as seed 004's sample wrongly does.
@@ -173,7 +174,7 @@ func TestSignatureFromHeader(t *testing.T) {
 }
 
 func TestNewVerifierRejectsMissingSecrets(t *testing.T) {
-	for _, secrets := range [][]string{nil, {}, {""}, {"ok", ""}} {
+	for _, secrets := range [][]string{nil, {}, {""}, {"ok", ""}, {"ok", " \n"}} {
 		_, err := webhooks.NewVerifier(secrets)
 		assert.ErrorIs(t, err, webhooks.ErrEmptySecret, "%q", secrets)
 	}
@@ -181,6 +182,40 @@ func TestNewVerifierRejectsMissingSecrets(t *testing.T) {
 		_, err := webhooks.NewVerifier([]string{secret}, opt)
 		assert.Error(t, err)
 	}
+}
+
+// A secret read from a file or an environment variable often keeps a newline
+// or spaces; a Verifier built with one would refuse every delivery.
+func TestNewVerifierRefusesSecretsWithWhitespaceAround(t *testing.T) {
+	for _, tc := range []struct {
+		secrets []string
+		says    string
+	}{
+		{[]string{secret + "\n"}, "secret 1 of 1 has a newline after it"},
+		{[]string{"old-secret", secret + "\r\n"}, "secret 2 of 2 has a newline after it"},
+		{[]string{" " + secret}, "secret 1 of 1 has a space before it"},
+		{[]string{"\t" + secret + "  \n", "old-secret"}, "secret 1 of 2 has a tab before it and spaces and a newline after it"},
+		{[]string{"  " + secret + " "}, "secret 1 of 1 has spaces around it"},
+		{[]string{secret + "\u00a0"}, "secret 1 of 1 has a space character after it"},
+	} {
+		_, err := webhooks.NewVerifier(tc.secrets)
+		require.ErrorIs(t, err, webhooks.ErrSecretWhitespace, "%q", tc.secrets)
+		assert.Contains(t, err.Error(), tc.says)
+		assert.Contains(t, err.Error(), "trim it where it is loaded")
+		assert.NotContains(t, err.Error(), secret, "the error names the secret by position, never by value")
+	}
+	// The package function and ConstructEvent answer alike.
+	signed := webhooks.Sign(body, secret)
+	assert.ErrorIs(t, webhooks.Verify(body, signed, secret+"\n"), webhooks.ErrSecretWhitespace)
+	_, err := webhooks.ConstructEvent(body, signed, " "+secret)
+	assert.ErrorIs(t, err, webhooks.ErrSecretWhitespace)
+	assert.NotContains(t, err.Error(), secret)
+
+	// Whitespace inside a secret is the secret's own.
+	inner := "whsec with spaces"
+	verifier, err := webhooks.NewVerifier([]string{inner})
+	require.NoError(t, err)
+	assert.NoError(t, verifier.Verify(body, webhooks.Sign(body, inner)))
 }
 
 func TestVerifierRotation(t *testing.T) {

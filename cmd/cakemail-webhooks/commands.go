@@ -115,7 +115,18 @@ a body parsed and encoded again, a cut body, an access token given as the
 secret, or else a wrong secret. With --url as well (and the API's credentials),
 the secret of every webhook of the account is tried, and the one that signed
 the delivery is named: the usual mix-up when one URL gets several events.
-Nothing printed holds a secret, a signature or the body.`,
+Nothing printed holds a secret, a signature or the body.
+
+The secret is taken as given, as the SDK's Verifier takes it: one with
+whitespace around it, such as a file's final newline, fails every delivery,
+and --explain says so rather than trim it.
+
+A captured request is the request line, headers, a blank line and the body,
+as they came off the wire. To capture one, dump it in the receiver before
+anything reads the body (in Go, httputil.DumpRequest(r, true) written to a
+file), or keep the next request sent to a port with nc -l 8080 > delivery.http
+(send it there with test <id> or trigger -u). A capture cut short, or one with
+no signature header, is diagnosed as such.`,
 			flags: func(c *invocation) {
 				c.stringFlag(&c.secret, "s", "secret", "", "the webhook's secret (default $CAKEMAIL_WEBHOOK_SECRET)")
 				c.stringFlag(&c.signature, "", "signature", "", "the signature header's value (default: read from the captured request in FILE)")

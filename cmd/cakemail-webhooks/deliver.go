@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -138,20 +137,15 @@ const maxSignatures = 8
 // signingSecrets are the comma-separated secrets of -s (or
 // $CAKEMAIL_WEBHOOK_SECRET), as secrets --env prints them: trigger signs with
 // each, one value per secret in one header, so that a receiver holding any one
-// of them accepts the delivery, as during a rotation.
+// of them accepts the delivery, as during a rotation. It signs only with
+// secrets a Verifier takes.
 func (a *app) signingSecrets(c *invocation) ([]string, error) {
-	secret, err := a.secretFlag(c)
+	secrets, err := a.secretList(c)
 	if err != nil {
 		return nil, err
 	}
-	var secrets []string
-	for _, s := range strings.Split(secret, ",") {
-		if s = strings.TrimSpace(s); s != "" && !containsString(secrets, s) {
-			secrets = append(secrets, s)
-		}
-	}
-	if len(secrets) == 0 {
-		return nil, usagef("%s holds no secret, only commas", c.secretName())
+	if _, err := webhooks.NewVerifier(secrets); err != nil {
+		return nil, usagef("%s: %s", c.secretName(), message(err))
 	}
 	if len(secrets) > maxSignatures {
 		return nil, usagef("%s holds %d secrets; a signature header carries at most %d", c.secretName(), len(secrets), maxSignatures)
@@ -172,18 +166,41 @@ func (a *app) secretFlag(c *invocation) (string, error) {
 	return secret, nil
 }
 
+// secretList splits -s (or $CAKEMAIL_WEBHOOK_SECRET) at its commas, dropping
+// the spaces that set the list out ("old, new"), empty parts and repeats.
+// Whitespace at either end of the value is kept: the command takes the
+// secrets a Verifier takes, so that it never answers valid where a receiver
+// given the same value, a file's final newline say, refuses every delivery.
+func (a *app) secretList(c *invocation) ([]string, error) {
+	secret, err := a.secretFlag(c)
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.Split(secret, ",")
+	var secrets []string
+	for i, s := range parts {
+		if i > 0 {
+			s = strings.TrimLeft(s, " \t")
+		}
+		if i < len(parts)-1 {
+			s = strings.TrimRight(s, " \t")
+		}
+		if s != "" && !containsString(secrets, s) {
+			secrets = append(secrets, s)
+		}
+	}
+	if len(secrets) == 0 {
+		return nil, usagef("%s holds no secret, only commas", c.secretName())
+	}
+	return secrets, nil
+}
+
 // verifier accepts what any of the comma-separated secrets of -s (or
 // $CAKEMAIL_WEBHOOK_SECRET) signed, as during a rotation.
 func (a *app) verifier(c *invocation, opts ...webhooks.VerifierOption) (*webhooks.Verifier, int, error) {
-	secret, err := a.secretFlag(c)
+	secrets, err := a.secretList(c)
 	if err != nil {
 		return nil, 0, err
-	}
-	var secrets []string
-	for _, s := range strings.Split(secret, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			secrets = append(secrets, s)
-		}
 	}
 	v, err := webhooks.NewVerifier(secrets, opts...)
 	if err != nil {
@@ -354,94 +371,4 @@ func randomHex(n int) string {
 		return strconv.FormatInt(time.Now().UnixNano(), 16)
 	}
 	return hex.EncodeToString(b)
-}
-
-// maxCapturedBody bounds what verify reads, far above any real delivery.
-const maxCapturedBody = 64 << 20
-
-// verifyResult is what the verify command reports.
-type verifyResult struct {
-	Valid       bool         `json:"valid"`
-	Error       string       `json:"error,omitempty"`
-	Explanation *explanation `json:"explanation,omitempty"` // with --explain
-}
-
-func runVerify(ctx context.Context, a *app, c *invocation) error {
-	if len(c.args) > 1 {
-		return usagef("want at most one FILE argument")
-	}
-	if c.url != "" && !c.explain {
-		return usagef("%s is for --explain", c.spelled("url"))
-	}
-	verifier, _, err := a.verifier(c, webhooks.WithMaxBodyBytes(maxCapturedBody))
-	if err != nil {
-		return err
-	}
-	in := a.stdin
-	if len(c.args) == 1 && c.args[0] != "-" {
-		f, err := os.Open(c.args[0])
-		if err != nil {
-			return usagef("%v", err)
-		}
-		defer f.Close()
-		in = f
-	}
-	body, err := io.ReadAll(io.LimitReader(in, maxCapturedBody+1))
-	if err != nil {
-		return err
-	}
-	if len(body) > maxCapturedBody {
-		return usagef("the body is over %d MiB; no Cakemail delivery is that large", maxCapturedBody>>20)
-	}
-	raw, signature := body, c.signature
-	if signature == "" {
-		if body, signature, err = splitCapturedRequest(body); err != nil {
-			return err
-		}
-	}
-	verr := verifier.Verify(body, signature)
-	result := verifyResult{Valid: verr == nil}
-	if verr != nil {
-		result.Error = verr.Error()
-		if c.explain {
-			if result.Explanation, err = a.explainVerify(ctx, c, raw, body, signature); err != nil {
-				return err
-			}
-		}
-	}
-	if c.format == "json" {
-		if err := writeJSON(a.stdout, result); err != nil {
-			return err
-		}
-	} else if verr == nil {
-		fmt.Fprintln(a.stdout, "valid: the body was signed with this secret")
-	} else {
-		printExplanation(a, c, result.Explanation)
-	}
-	if verr != nil {
-		return fmt.Errorf("invalid: %w", verr)
-	}
-	return nil
-}
-
-// splitCapturedRequest reads a whole delivery as captured off the wire (request
-// line, headers, body), for verify without --signature.
-func splitCapturedRequest(raw []byte) (body []byte, signature string, err error) {
-	rd := bufio.NewReader(bytes.NewReader(raw))
-	req, err := http.ReadRequest(rd)
-	if err != nil {
-		return nil, "", usagef("without --signature the input must be a captured HTTP request (request line, headers, body): %v", err)
-	}
-	signature = webhooks.SignatureFromHeader(req.Header)
-	if signature == "" {
-		return nil, "", usagef("the captured request has no %s or %s header; give --signature", webhooks.SignatureHeader, webhooks.LegacySignatureHeader)
-	}
-	if body, err = io.ReadAll(req.Body); err != nil {
-		return nil, "", usagef("reading the captured request's body: %v", err)
-	}
-	if req.ContentLength <= 0 && len(req.TransferEncoding) == 0 {
-		// No length given: the body is whatever follows the headers.
-		body, _ = io.ReadAll(rd)
-	}
-	return body, signature, nil
 }

@@ -56,7 +56,7 @@ func TestVerifyExplain(t *testing.T) {
 	assertNothingSecret(t, res.stdout+res.stderr, []byte(reencoded), secret)
 
 	res = c.runStdin(explainBody, "verify", "-s", `"`+secret+`"`, "--signature", sig, "--explain")
-	assert.Contains(t, res.stdout, "why: Secret 1 matches once the quotes around it are removed")
+	assert.Contains(t, res.stdout, "why: Secret 1 has quotes around it, and matches the signature once trimmed: remove the quotes where the secret is kept")
 
 	res = c.runStdin(explainBody, "verify", "-s", secret, "--signature", sig[:30], "--explain")
 	assert.Contains(t, res.stdout, "looks truncated")
@@ -88,7 +88,7 @@ func TestVerifyExplainNamesTheWebhookThatSigned(t *testing.T) {
 
 	// The receiver checks with the Email.Opened webhook's secret; Email.Clicked's signed.
 	res := explain(explainBody, c.secret(clicked), "table")
-	assert.Contains(t, res.stdout, "why: The signature matches none of the 1 secret(s) tried")
+	assert.Contains(t, res.stdout, "why: The secret given does not match the signature")
 	assert.Contains(t, res.stdout, "signed with the secret of webhook "+clicked+" (Email.Clicked → "+url+")")
 	assert.Contains(t, res.stdout, "give the receiver all of them")
 
@@ -131,8 +131,9 @@ func TestListenPrintsTheDiagnosis(t *testing.T) {
 	stderr := l.stderr.String()
 	for _, want := range []string{
 		"(answered 401)\n  why: The body matches the signature once its trailing newline is removed",
-		"(answered 401)\n  why: The delivery has no X-Signature or X-Cakemail-Signature header (it has only X-Hub-Signature-256)",
-		"(answered 401)\n  why: The signature matches none of the 1 secret(s) tried",
+		"(answered 401)\n  why: The delivery has no X-Signature or X-Cakemail-Signature header, only X-Hub-Signature-256: check that",
+		"(answered 401)\n  why: The secret given does not match the signature",
+		`give listen every secret of the URL's webhooks, with -s "$(cakemail-webhooks secrets -u URL)".`,
 	} {
 		assert.Contains(t, stderr, want)
 	}

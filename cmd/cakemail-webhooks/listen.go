@@ -185,7 +185,10 @@ func (l *listener) reason(err error) string {
 	case errors.Is(err, webhooks.ErrMissingSignature):
 		return "no " + webhooks.SignatureHeader + " or " + webhooks.LegacySignatureHeader + " header"
 	case errors.Is(err, webhooks.ErrSignatureMismatch):
-		return fmt.Sprintf("the signature matches none of the %d secret(s): signed with another secret, or the body changed on the way", l.secrets)
+		if l.secrets == 1 {
+			return "the signature does not match the secret: signed with another secret, or the body changed on the way"
+		}
+		return fmt.Sprintf("the signature matches none of the %d secrets: signed with another secret, or the body changed on the way", l.secrets)
 	case errors.Is(err, webhooks.ErrBodyTooLarge):
 		return fmt.Sprintf("the body is over %d bytes", webhooks.DefaultMaxBodyBytes)
 	}

@@ -596,8 +596,8 @@ func TestVerify(t *testing.T) {
 		assert.Equal(t, exitFailure, res.code, "a tampered capture fails")
 
 		res = c.runStdin("POST /hook HTTP/1.1\nHost: example.com\n\n"+body, "verify", "-s", secret)
-		assert.Equal(t, exitUsage, res.code)
-		assert.Contains(t, res.stderr, "no X-Signature or X-Cakemail-Signature header")
+		assert.Equal(t, exitFailure, res.code, "a capture without a signature fails verification")
+		assert.Contains(t, res.stderr, "invalid: missing signature: the captured request has no X-Signature or X-Cakemail-Signature header; --explain")
 	})
 	t.Run("missing file", func(t *testing.T) {
 		res := c.run("verify", "-s", secret, "--signature", "x", filepath.Join(t.TempDir(), "absent"))

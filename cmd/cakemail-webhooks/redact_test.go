@@ -48,8 +48,8 @@ func TestAPasswordThatIsAWordLeavesMessagesWhole(t *testing.T) {
 	l := c.start("listen", "-s", "secret,another-secret", "--addr", "127.0.0.1:0")
 	assert.Contains(t, l.stderr.String(), "verifying with 2 secret(s)")
 	res = c.run("trigger", "email.opened", "-u", "http://"+l.addr+"/", "-s", "a-wrong-one")
-	assert.Contains(t, res.stderr, "the signature matches none of the 2 secret(s)")
-	assert.Contains(t, l.stderr.String(), "the signature matches none of the 2 secret(s): signed with another secret")
+	assert.Contains(t, res.stderr, "the signature matches none of the 2 secrets")
+	assert.Contains(t, l.stderr.String(), "the signature matches none of the 2 secrets: signed with another secret")
 	assert.NotContains(t, l.stderr.String(), "[hidden]")
 }
 
