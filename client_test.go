@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -728,12 +729,35 @@ func TestACanceledLoginDoesNotFailTheCallsWaitingForIt(t *testing.T) {
 	<-firstLogin
 	second := make(chan error, 1)
 	go func() { _, err := c.Get(context.Background(), "a"); second <- err }()
-	time.Sleep(20 * time.Millisecond) // let the second call start waiting for the first login
+	require.Eventually(t, func() bool { return blockedIn("webhooks.(*tokenSource).token(") }, 10*time.Second, time.Millisecond,
+		"the second call never waited for the first login")
 	cancel()
 
 	assert.ErrorIs(t, <-first, context.Canceled)
 	assert.NoError(t, <-second, "the second call logs in itself rather than inherit the first call's cancellation")
 	assert.Equal(t, int32(2), logins.Load())
+}
+
+// blockedIn reports whether a goroutine is blocked with fn as its innermost
+// frame: the one sign from outside that a call is waiting where a test needs it.
+func blockedIn(fn string) bool {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		// "goroutine 7 [select]:", then the innermost call.
+		lines := strings.SplitN(g, "\n", 3)
+		if len(lines) >= 2 && strings.Contains(lines[0], "[select") && strings.Contains(lines[1], fn) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestRefreshFailureFallsBackToPassword(t *testing.T) {

@@ -1,8 +1,11 @@
 package webhooks_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,11 +18,26 @@ import (
 	"github.com/cakemail-go/webhooks"
 )
 
-func TestEventTypesCoverTheAPIAndTheGuide(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "shared", "reference", "cakemail-webhooks-openapi.json"))
-	if err != nil {
-		t.Skip("the API description is not beside this checkout")
+// apiDescription is the copy of Cakemail's OpenAPI description the
+// contract tests read, here and in webhookstest.
+var apiDescription = filepath.Join("testdata", "cakemail-webhooks-openapi.json")
+
+// The copy is the project's reference: where the reference sits beside the
+// checkout, they must not have drifted apart.
+func TestAPIDescriptionIsTheReferences(t *testing.T) {
+	reference, err := os.ReadFile(filepath.Join("..", "shared", "reference", "cakemail-webhooks-openapi.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		t.Skipf("no ../shared/reference beside this checkout to compare %s with; the contract tests read the copy", apiDescription)
 	}
+	require.NoError(t, err)
+	copied, err := os.ReadFile(apiDescription)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(reference, copied), "%s differs from ../shared/reference: copy it again", apiDescription)
+}
+
+func TestEventTypesCoverTheAPIAndTheGuide(t *testing.T) {
+	raw, err := os.ReadFile(apiDescription)
+	require.NoError(t, err)
 	var spec struct {
 		Components struct {
 			Schemas struct {

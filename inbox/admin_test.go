@@ -218,8 +218,10 @@ func TestRiverUIRetriesADeadLetter(t *testing.T) {
 // the text format: name{label="value"}; a histogram gives name_count.
 type metricValues map[string]float64
 
-func scrape(t *testing.T, adminURL string) metricValues {
-	t.Helper()
+func scrape(t require.TestingT, adminURL string) metricValues {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	resp, err := http.Get(adminURL + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -254,17 +256,12 @@ func scrape(t *testing.T, adminURL string) metricValues {
 // waitMetrics scrapes until ready says the values are complete.
 func waitMetrics(t *testing.T, adminURL string, ready func(metricValues) bool) metricValues {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		m := scrape(t, adminURL)
-		if ready(m) {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics never got there: %v", m)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var m metricValues
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m = scrape(c, adminURL)
+		assert.True(c, ready(m), "metrics never got there: %v", m)
+	}, 15*time.Second, 20*time.Millisecond)
+	return m
 }
 
 func httpGet(t *testing.T, url string) string {

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/cakemail-go/webhooks"
 )
 
@@ -74,20 +77,11 @@ func burst(b *testing.B, db database, n int) (acks, processed float64) {
 	}
 	wg.Wait()
 	acks = float64(n) / time.Since(start).Seconds()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	require.EventuallyWithT(b, func(c *assert.CollectT) {
 		got, err := countRows(b.Context(), ti.db, ti.pg, `SELECT count(*) FROM processed_events`)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if got >= int64(n) {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("processed %d of %d in 2 minutes", got, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		require.NoError(c, err)
+		assert.GreaterOrEqual(c, got, int64(n), "processed in 2 minutes")
+	}, 2*time.Minute, 5*time.Millisecond)
 	processed = float64(n) / time.Since(start).Seconds()
 	b.StopTimer()
 	return acks, processed

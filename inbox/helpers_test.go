@@ -182,17 +182,11 @@ func countRows(ctx context.Context, db *sql.DB, pgURL, query string, args ...any
 // waitCount waits until query returns want.
 func (ti *testInbox) waitCount(t testing.TB, want int64, query string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		n := ti.count(t, query, args...)
-		if n == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: got %d, want %d", query, n, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		n, err := countRows(context.Background(), ti.db, ti.pg, query, args...)
+		require.NoError(c, err)
+		assert.Equal(c, want, n, query)
+	}, 15*time.Second, 20*time.Millisecond)
 }
 
 func payload(event, email string) []byte {

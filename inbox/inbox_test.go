@@ -54,7 +54,12 @@ func TestDuplicateIsRememberedAcrossRestarts(t *testing.T) {
 
 		second := startInbox(t, url, nil)
 		assert.Equal(t, http.StatusOK, second.post(body, testSecret))
-		time.Sleep(300 * time.Millisecond) // room for a wrong second run to show
+		assert.EqualValues(t, 1, second.count(t, `SELECT count(*) FROM river_job WHERE kind = 'cakemail_delivery'`), "the duplicate became a job")
+		// A wrong second run would be queued before this later delivery:
+		// once it is processed, the duplicate's chance has passed.
+		later := payload("Email.Clicked", "later@example.com")
+		require.Equal(t, http.StatusAccepted, second.post(later, testSecret))
+		second.waitCount(t, 1, countProcessed, sha(later))
 		assert.EqualValues(t, 1, second.count(t, countProcessed, sha(body)))
 	})
 }

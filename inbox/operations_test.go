@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cakemail-go/webhooks"
 	"github.com/cakemail-go/webhooks/internal/pgtest"
+	"github.com/cakemail-go/webhooks/internal/testutil"
 )
 
 // The faults that operations bring, each injected for real.
@@ -26,16 +28,13 @@ import (
 // answers 2xx, as Cakemail retries, for at most a minute.
 func sendUntilAccepted(t *testing.T, body []byte, inboxes ...*testInbox) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for i := 0; ; i++ {
-		code := inboxes[i%len(inboxes)].post(body, testSecret)
-		if code/100 == 2 {
-			return
-		}
-		require.Equal(t, http.StatusServiceUnavailable, code)
-		require.True(t, time.Now().Before(deadline), "no inbox stored the delivery in a minute")
-		time.Sleep(100 * time.Millisecond)
-	}
+	code, i := 0, 0
+	require.Eventually(t, func() bool {
+		code = inboxes[i%len(inboxes)].post(body, testSecret)
+		i++
+		return code != http.StatusServiceUnavailable
+	}, time.Minute, 100*time.Millisecond, "no inbox stored the delivery in a minute")
+	require.Equal(t, 2, code/100, "the delivery was answered %d", code)
 }
 
 // After Postgres restarts, each replica beats again as soon as it is back,
@@ -44,9 +43,12 @@ func TestPostgresRestartKeepsReplicasApart(t *testing.T) {
 	t.Parallel()
 	server := pgtest.Start(t)
 	url := server.URL(t)
+	var running atomic.Int32
 	slow := func() *webhooks.Router {
 		r := webhooks.NewRouter()
 		r.OnUnhandled(func(ctx context.Context, e *webhooks.Event) error {
+			running.Add(1)
+			defer running.Add(-1)
 			select {
 			case <-time.After(3 * time.Second):
 			case <-ctx.Done():
@@ -64,7 +66,9 @@ func TestPostgresRestartKeepsReplicasApart(t *testing.T) {
 		bodies = append(bodies, body)
 		sendUntilAccepted(t, body, replicas...)
 	}
-	time.Sleep(500 * time.Millisecond) // the handlers are running
+	require.Eventually(t, func() bool { return running.Load() > 0 }, 10*time.Second, 10*time.Millisecond,
+		"no slow handler started")
+	t.Logf("restarting Postgres with %d handlers running", running.Load())
 	server.Restart(t)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -162,31 +166,32 @@ func TestFullDiskRefusesThenRecoversOnItsOwn(t *testing.T) {
 	// Fill the disk to the brim.
 	filler := filepath.Join(mount, "filler")
 	fillDisk(t, filler)
-	deadline := time.Now().Add(30 * time.Second)
-	refused := 0
-	for i := 0; refused == 0 || ti.get("/healthz").Code != http.StatusServiceUnavailable; i++ {
-		require.True(t, time.Now().Before(deadline), "a full disk never showed: %d refused, health %d", refused, ti.get("/healthz").Code)
-		refused += send(fmt.Sprintf("full%d-", i), 20)
-	}
+	refused, round := 0, 0
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		refused += send(fmt.Sprintf("full%d-", round), 20)
+		round++
+		assert.Positive(c, refused, "deliveries refused")
+		assert.Equal(c, http.StatusServiceUnavailable, ti.get("/healthz").Code, "health")
+	}, 30*time.Second, 10*time.Millisecond, "a full disk never showed")
 	t.Logf("disk full: %d deliveries refused, %d acknowledged in all; health: %s", refused, len(acked), strings.TrimSpace(ti.get("/healthz").Body.String()))
 
 	// Free it: the same process takes deliveries again within 30 s.
 	require.NoError(t, os.Remove(filler))
 	freed := time.Now()
-	for i := 0; send(fmt.Sprintf("after%d-", i), 1) > 0; i++ {
-		require.Less(t, time.Since(freed), 30*time.Second, "no delivery was stored in the 30 s after space was freed")
-		time.Sleep(200 * time.Millisecond)
-	}
+	round = 0
+	require.Eventually(t, func() bool {
+		round++
+		return send(fmt.Sprintf("after%d-", round), 1) == 0
+	}, 30*time.Second, 200*time.Millisecond, "no delivery was stored in the 30 s after space was freed")
 	t.Logf("storing again %s after space was freed", time.Since(freed).Round(time.Millisecond))
 	ti.waitCount(t, int64(len(acked)), `SELECT count(*) FROM processed_events`)
 	for _, body := range acked {
 		assert.EqualValues(t, 1, ti.count(t, countProcessed, sha(body)), "lost or applied twice")
 	}
-	healthDeadline := time.Now().Add(10 * time.Second)
-	for ti.get("/healthz").Code != http.StatusOK {
-		require.True(t, time.Now().Before(healthDeadline), "still unhealthy: %s", ti.get("/healthz").Body.String())
-		time.Sleep(100 * time.Millisecond)
-	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		w := ti.get("/healthz")
+		assert.Equal(c, http.StatusOK, w.Code, "still unhealthy: %s", w.Body)
+	}, 10*time.Second, 100*time.Millisecond)
 }
 
 // On a frozen filesystem every write hangs in the kernel; the health check
@@ -196,15 +201,15 @@ func TestFullDiskRefusesThenRecoversOnItsOwn(t *testing.T) {
 // thawing it.
 func TestHealthAnswersAtOnceOnAFrozenFilesystem(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("fsfreeze"); err != nil {
-		t.Skip("no fsfreeze to freeze a filesystem with")
-	}
 	if raceEnabled {
 		// A write to SQLite's shared-memory index on a frozen filesystem
 		// blocks its thread in a page fault, where no signal reaches it, and
 		// a garbage collection waits for every thread: the race detector's
 		// runtime collects within seconds, so the whole process stops.
 		t.Skip("the race detector's collections would wait on the write stuck in the frozen filesystem; scripts/test.sh runs this without it")
+	}
+	if _, err := exec.LookPath("fsfreeze"); err != nil {
+		testutil.SkipOrFailInCI(t, "no fsfreeze to freeze a filesystem with")
 	}
 	mount := loopMount(t, 32)
 	url := startServingProcess(t, "sqlite://"+filepath.Join(mount, "inbox.db"))
@@ -223,7 +228,7 @@ func TestHealthAnswersAtOnceOnAFrozenFilesystem(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 
 	if out, err := exec.Command("fsfreeze", "-f", mount).CombinedOutput(); err != nil {
-		t.Skipf("cannot freeze the filesystem here: %v: %s", err, out)
+		testutil.SkipOrFailInCI(t, "cannot freeze the filesystem here: %v: %s", err, out)
 	}
 	thawed := false
 	thaw := func() {
@@ -244,25 +249,17 @@ func TestHealthAnswersAtOnceOnAFrozenFilesystem(t *testing.T) {
 		}
 	}()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body, err := health()
-		require.NoError(t, err, "the health check did not answer within its timeout")
-		if code == http.StatusServiceUnavailable {
-			t.Logf("frozen: %s", body)
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "healthy 10 s into a frozen filesystem")
-		time.Sleep(100 * time.Millisecond)
-	}
+	var frozen string
+	require.Eventually(t, func() bool {
+		var code int
+		code, frozen, err = health()
+		return err != nil || code == http.StatusServiceUnavailable
+	}, 10*time.Second, 100*time.Millisecond, "healthy 10 s into a frozen filesystem")
+	require.NoError(t, err, "the health check did not answer within its timeout")
+	t.Logf("frozen: %s", frozen)
 	thaw()
-	deadline = time.Now().Add(10 * time.Second)
-	for {
+	require.Eventually(t, func() bool {
 		code, _, err := health()
-		if err == nil && code == http.StatusOK {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "still unhealthy 10 s after the thaw")
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil && code == http.StatusOK
+	}, 10*time.Second, 100*time.Millisecond, "still unhealthy 10 s after the thaw")
 }

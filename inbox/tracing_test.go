@@ -33,10 +33,8 @@ func TestTracingLinksTheAcknowledgementToTheHandlerRun(t *testing.T) {
 
 	var accepts []tracetest.SpanStub
 	var work tracetest.SpanStub
-	deadline := time.Now().Add(15 * time.Second)
-	for work.Name == "" { // the work span ends just after the effects commit
-		require.False(t, time.Now().After(deadline), "no river.work span: %v", exporter.GetSpans())
-		time.Sleep(10 * time.Millisecond)
+	// The work span ends just after the effects commit.
+	require.Eventually(t, func() bool {
 		accepts = nil
 		for _, s := range exporter.GetSpans() {
 			switch s.Name {
@@ -46,7 +44,8 @@ func TestTracingLinksTheAcknowledgementToTheHandlerRun(t *testing.T) {
 				work = s
 			}
 		}
-	}
+		return work.Name != ""
+	}, 15*time.Second, 10*time.Millisecond, "no river.work span")
 	require.Len(t, accepts, 2)
 	for _, a := range accepts {
 		assert.Contains(t, a.Attributes, attribute.String("body_sha256", sha(body)))

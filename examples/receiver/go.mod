@@ -2,10 +2,9 @@ module github.com/cakemail-go/webhooks/examples/receiver
 
 go 1.26.0
 
-replace github.com/cakemail-go/webhooks => ../..
-
 require (
-	github.com/cakemail-go/webhooks v0.0.0-00010101000000-000000000000
+	github.com/cakemail-go/webhooks v0.1.0
+	github.com/cakemail-go/webhooks/inbox v0.1.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/stretchr/testify v1.12.1
 )
@@ -45,7 +44,6 @@ require (
 )
 
 require (
-	github.com/cakemail-go/webhooks/inbox v0.0.0-00010101000000-000000000000
 	github.com/dustin/go-humanize v1.1.0 // indirect
 	github.com/google/go-querystring v1.2.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
@@ -69,5 +67,3 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 )
-
-replace github.com/cakemail-go/webhooks/inbox => ../../inbox

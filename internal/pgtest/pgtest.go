@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cakemail-go/webhooks/internal/testutil"
 )
 
 var (
@@ -47,10 +49,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	s, err := startPostgres()
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Postgres is required in CI: %v", err)
-		}
-		t.Skipf("no Postgres for this test: %v", err)
+		testutil.SkipOrFailInCI(t, "no Postgres for this test: %v", err)
 	}
 	t.Cleanup(s.stop)
 	return &Server{s}
@@ -93,10 +92,7 @@ func URL(t testing.TB) string {
 	t.Helper()
 	url, err := DatabaseURL(t.Name())
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Postgres is required in CI: %v", err)
-		}
-		t.Skipf("no Postgres for this test: %v", err)
+		testutil.SkipOrFailInCI(t, "no Postgres for this test: %v", err)
 	}
 	return url
 }

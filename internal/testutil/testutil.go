@@ -29,6 +29,17 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
+// SkipOrFailInCI skips t, saying why, as t.Skipf does; under CI (the CI
+// environment variable set, as .ci/run sets it) it fails t instead, so a
+// test that cannot run there cannot pass unseen.
+func SkipOrFailInCI(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("cannot run under CI (CI is set): "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // RunTestsOrMain is a command's TestMain. With env set to "1" the test binary
 // runs the command's main instead of its tests, as name, so that a test can
 // start the command as a real process without building another binary: on a

@@ -161,15 +161,14 @@ func TestCommandsBesideARunningInbox(t *testing.T) {
 	post(fmt.Sprintf(`{"event":"Email.Bounced","created_on":%d,"data":{"email":"b@example.com"}}`, now))
 	post(fmt.Sprintf(`{"event":"Email.Clicked","created_on":%d,"data":{"email":"c@example.com"}}`, now))
 
-	var status struct{ Dead, CompletedLastHour int }
-	deadline := time.Now().Add(15 * time.Second)
-	for status.Dead != 1 || status.CompletedLastHour != 1 {
-		require.False(t, time.Now().After(deadline), "the deliveries were never worked")
-		time.Sleep(10 * time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		var status struct{ Dead, CompletedLastHour int }
 		out, stderr, code := runCLI(url, "status", "--json")
-		require.Equal(t, 0, code, stderr)
-		require.NoError(t, json.Unmarshal([]byte(strings.ReplaceAll(out, "completed_last_hour", "CompletedLastHour")), &status))
-	}
+		require.Equal(c, 0, code, stderr)
+		require.NoError(c, json.Unmarshal([]byte(strings.ReplaceAll(out, "completed_last_hour", "CompletedLastHour")), &status))
+		assert.Equal(c, 1, status.Dead, "dead")
+		assert.Equal(c, 1, status.CompletedLastHour, "completed, last hour")
+	}, 15*time.Second, 10*time.Millisecond, "the deliveries were never worked")
 	out, _, code := runCLI(url, "status")
 	require.Equal(t, 0, code)
 	assert.Regexp(t, `(?m)^dead +1$`, out)
