@@ -18,21 +18,42 @@ import (
 	"github.com/cakemail-go/webhooks"
 )
 
+// referenceCopy is the copy of the reference documents the contract tests
+// read: Cakemail's OpenAPI description, the seed documents and API-NOTES.md.
+var referenceCopy = filepath.Join("testdata", "reference")
+
 // apiDescription is the copy of Cakemail's OpenAPI description the
 // contract tests read, here and in webhookstest.
-var apiDescription = filepath.Join("testdata", "cakemail-webhooks-openapi.json")
+var apiDescription = filepath.Join(referenceCopy, "cakemail-webhooks-openapi.json")
 
 // The copy is the project's reference: where the reference sits beside the
 // checkout, they must not have drifted apart.
-func TestAPIDescriptionIsTheReferences(t *testing.T) {
-	reference, err := os.ReadFile(filepath.Join("..", "shared", "reference", "cakemail-webhooks-openapi.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("no ../shared/reference beside this checkout to compare %s with; the contract tests read the copy", apiDescription)
+func TestReferenceCopyIsTheReferences(t *testing.T) {
+	shared := filepath.Join("..", "shared", "reference")
+	if _, err := os.Stat(shared); errors.Is(err, fs.ErrNotExist) {
+		t.Skipf("no ../shared/reference beside this checkout to compare %s with; the contract tests read the copy", referenceCopy)
 	}
+	files := 0
+	err := filepath.WalkDir(shared, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(shared, path)
+		if err != nil {
+			return err
+		}
+		reference, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		copied, err := os.ReadFile(filepath.Join(referenceCopy, rel))
+		assert.NoError(t, err, "%s is not copied into %s", rel, referenceCopy)
+		assert.True(t, bytes.Equal(reference, copied), "%s differs from ../shared/reference: copy it again", rel)
+		files++
+		return nil
+	})
 	require.NoError(t, err)
-	copied, err := os.ReadFile(apiDescription)
-	require.NoError(t, err)
-	assert.True(t, bytes.Equal(reference, copied), "%s differs from ../shared/reference: copy it again", apiDescription)
+	assert.Equal(t, 7, files, "the OpenAPI description, API-NOTES.md and five seeds")
 }
 
 func TestEventTypesCoverTheAPIAndTheGuide(t *testing.T) {

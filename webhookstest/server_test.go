@@ -67,7 +67,7 @@ func login(t *testing.T, srv *webhookstest.Server, form url.Values) (int, map[st
 // schemaKeys returns the property names of a schema of the API description.
 func schemaKeys(t *testing.T, name string) []string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "testdata", "cakemail-webhooks-openapi.json")) // Cakemail's, as the module keeps it
+	raw, err := os.ReadFile(filepath.Join("..", "testdata", "reference", "cakemail-webhooks-openapi.json")) // Cakemail's, as the module keeps it
 	require.NoError(t, err)
 	var spec struct {
 		Components struct {
