@@ -44,6 +44,11 @@ type inserter interface {
 type Acceptor struct {
 	client      inserter
 	subscribers []subscriber // WithSubscriber's, beside the default
+	maxAttempts int
+	// queueGet reads a queue's River record, for the check at the first
+	// delivery; nil where Open made the client, whose queues are right.
+	queueGet      func(ctx context.Context, name string) (*rivertype.Queue, error)
+	checkingQueue sync.Once
 	log         *slog.Logger
 	window      time.Duration
 	metrics     *metrics
@@ -77,25 +82,29 @@ type insertResult struct {
 }
 
 // NewAcceptor returns an Acceptor that inserts through client, for a service
-// that runs its own River client with the inbox's Worker registered. Of the
-// options, WithLogger and WithDuplicateWindow apply; the client's
-// CompletedJobRetentionPeriod must be at least the duplicate window, or
-// duplicates are forgotten sooner. Close it before stopping the client. It
-// panics on an invalid option or a driver other than riverpgxv5 and
-// riversqlite.
+// that runs its own River client, configured with RiverConfig, with the
+// inbox's Worker registered. Of the options, WithLogger,
+// WithDuplicateWindow, WithMaxAttempts, WithSubscriber and WithTracing
+// apply. At the first delivery it logs an error for each subscriber's queue
+// that no River client works. Close it before stopping the client. It panics
+// on an option that is invalid or does not apply, and on a driver other than
+// riverpgxv5 and riversqlite.
 func NewAcceptor[TTx any](client *river.Client[TTx], opts ...Option) *Acceptor {
-	cfg := mustConfig(opts)
+	cfg := mustConfig(forAcceptor, opts)
 	d, err := dialectFor[TTx]()
 	if err != nil {
 		panic(err)
 	}
-	return newAcceptor(client, d.tuning(), cfg, nil)
+	a := newAcceptor(client, d.tuning(), cfg, nil)
+	a.queueGet = client.QueueGet
+	return a
 }
 
 func newAcceptor(client inserter, t tuning, cfg *config, m *metrics) *Acceptor {
 	a := &Acceptor{
 		client:      client,
 		subscribers: cfg.subscribers,
+		maxAttempts: cfg.maxAttempts,
 		log:         cfg.logger,
 		window:      cfg.duplicateWindow,
 		metrics:     m,
@@ -143,6 +152,7 @@ func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot read body", http.StatusBadRequest)
 		return
 	}
+	a.checkingQueue.Do(func() { go a.checkQueues(context.WithoutCancel(r.Context())) })
 	args := NewDeliveryArgs(body, event)
 	subscribers := a.subscribersFor(event.Type)
 	var res insertResult
@@ -257,9 +267,11 @@ func (a *Acceptor) insertMany(ctx context.Context, batch []insertRequest) (map[s
 	for _, req := range batch {
 		if !seen[req.args.BodySHA256] {
 			seen[req.args.BodySHA256] = true
-			params = append(params, river.InsertManyParams{Args: req.args})
+			// The attempts are the job's own, whatever the client's default.
+			opts := &river.InsertOpts{MaxAttempts: a.maxAttempts}
+			params = append(params, river.InsertManyParams{Args: req.args, InsertOpts: opts})
 			for _, name := range req.subscribers {
-				params = append(params, river.InsertManyParams{Args: req.args.forSubscriber(name)})
+				params = append(params, river.InsertManyParams{Args: req.args.forSubscriber(name), InsertOpts: opts})
 			}
 		}
 	}

@@ -43,11 +43,8 @@ func Example_bringYourOwnRiver() {
 		panic(err)
 	}
 
-	type opened struct {
-		Email string `json:"email"`
-	}
 	router := webhooks.NewRouter()
-	router.On(webhooks.EventEmailOpened, webhooks.HandleData(func(ctx context.Context, e *webhooks.Event, d opened) error {
+	router.On(webhooks.EventEmailOpened, webhooks.HandleData(func(ctx context.Context, e *webhooks.Event, d webhooks.EmailData) error {
 		tx, err := inbox.DriverTx[pgx.Tx](ctx) // the job's transaction: it commits with the job's completion
 		if err != nil {
 			return err
@@ -58,13 +55,13 @@ func Example_bringYourOwnRiver() {
 
 	workers := river.NewWorkers()
 	river.AddWorker(workers, inbox.NewWorker[pgx.Tx](router))
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 50}},
-		Workers: workers,
-		// Completed jobs are how duplicates are recognised: keep them as
-		// long as the inbox's duplicate window.
-		CompletedJobRetentionPeriod: inbox.DefaultDuplicateWindow,
-	})
+	config := &river.Config{Workers: workers} // the service's own settings
+	// The inbox's needs: its queue, and completed jobs kept as long as the
+	// duplicate window, since they are how duplicates are recognised.
+	if err := inbox.RiverConfig(config); err != nil {
+		panic(err)
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), config)
 	if err != nil {
 		panic(err)
 	}

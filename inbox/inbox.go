@@ -49,7 +49,7 @@ type riverClient interface {
 // process per database) or postgres://... (any number of processes).
 // Nothing runs until Start.
 func Open(ctx context.Context, databaseURL string, router *webhooks.Router, opts ...Option) (*Inbox, error) {
-	cfg, err := buildConfig(opts)
+	cfg, err := buildConfig(forOpen, opts)
 	if err != nil {
 		return nil, err
 	}

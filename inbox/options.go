@@ -9,11 +9,60 @@ import (
 	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
-// Option configures Open, NewWorker or NewAcceptor. Open reports an invalid
-// option as an error; NewWorker and NewAcceptor panic on one.
+// Option configures Open, NewWorker, NewAcceptor or RiverConfig. Each
+// option's documentation says which of them it applies to; every option
+// applies to Open. Open and RiverConfig report an invalid option, or one
+// that does not apply, as an error; NewWorker and NewAcceptor panic on one.
 type Option func(*config) error
 
+// target is what an option configures.
+type target uint8
+
+const (
+	forOpen target = 1 << iota
+	forWorker
+	forAcceptor
+	forRiverConfig
+	forAll = forOpen | forWorker | forAcceptor | forRiverConfig
+)
+
+func (t target) String() string {
+	switch t {
+	case forWorker:
+		return "NewWorker"
+	case forAcceptor:
+		return "NewAcceptor"
+	case forRiverConfig:
+		return "RiverConfig"
+	default:
+		return "Open"
+	}
+}
+
+// option makes an Option named name that configures targets (Open always).
+func option(name string, targets target, apply func(*config) error) Option {
+	return func(c *config) error {
+		if c.target&(targets|forOpen) == 0 {
+			return fmt.Errorf("inbox: %s does not apply to %s: %s", name, c.target, c.target.applies())
+		}
+		return apply(c)
+	}
+}
+
+// applies says where to give what only Open takes.
+func (t target) applies() string {
+	switch t {
+	case forWorker:
+		return "the worker takes WithLogger, WithJobTimeout, WithMaxBatch, WithDuplicateWindow, WithSubscriber and WithOrderKey"
+	case forAcceptor:
+		return "the acceptor takes WithLogger, WithDuplicateWindow, WithMaxAttempts, WithSubscriber and WithTracing"
+	default:
+		return "RiverConfig takes WithDuplicateWindow, WithDeadLetterRetention, WithWorkers, WithSubscriber and WithTracing"
+	}
+}
+
 type config struct {
+	target              target // what is being configured
 	logger              *slog.Logger
 	duplicateWindow     time.Duration
 	deadLetterRetention time.Duration
@@ -41,17 +90,19 @@ const (
 
 // mustConfig is buildConfig for the constructors that return no error:
 // an invalid option is a mistake in the program, told at once.
-func mustConfig(opts []Option) *config {
-	cfg, err := buildConfig(opts)
+func mustConfig(t target, opts []Option) *config {
+	cfg, err := buildConfig(t, opts)
 	if err != nil {
 		panic(err)
 	}
 	return cfg
 }
 
-// buildConfig applies opts over the defaults and reports the first invalid one.
-func buildConfig(opts []Option) (*config, error) {
+// buildConfig applies opts over the defaults for t and reports the first
+// invalid one.
+func buildConfig(t target, opts []Option) (*config, error) {
 	cfg := &config{
+		target:              t,
 		logger:              slog.Default(),
 		duplicateWindow:     DefaultDuplicateWindow,
 		deadLetterRetention: DefaultDeadLetterRetention,
@@ -71,101 +122,109 @@ func buildConfig(opts []Option) (*config, error) {
 	return cfg, first
 }
 
-// WithLogger sets where the inbox logs; without it, slog.Default().
+// WithLogger sets where the inbox logs; without it, slog.Default(). It
+// applies everywhere.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
+	return option("WithLogger", forAll, func(c *config) error {
 		if l == nil {
 			return fmt.Errorf("inbox: WithLogger(nil)")
 		}
 		c.logger = l
 		return nil
-	}
+	})
 }
 
 // WithDuplicateWindow sets how long a delivery is remembered: the same body
 // again within it is acknowledged as a duplicate and not processed twice,
 // and a delivery created longer ago than it is refused as a possible replay.
-// Completed jobs stay in River's table that long. The default is 7 days.
+// Completed jobs stay in River's table that long. The default is 7 days. It
+// applies everywhere: to the acceptor's refusal, the worker's order keys and
+// RiverConfig's retention.
 func WithDuplicateWindow(d time.Duration) Option {
-	return func(c *config) error {
+	return option("WithDuplicateWindow", forAll, func(c *config) error {
 		if d < time.Hour {
 			return fmt.Errorf("inbox: WithDuplicateWindow(%s): want at least an hour", d)
 		}
 		c.duplicateWindow = d
 		return nil
-	}
+	})
 }
 
 // WithDeadLetterRetention sets how long deliveries whose every attempt failed
-// stay for an operator to inspect and retry. The default is 30 days.
+// stay for an operator to inspect and retry. The default is 30 days. It
+// applies to Open and RiverConfig.
 func WithDeadLetterRetention(d time.Duration) Option {
-	return func(c *config) error {
+	return option("WithDeadLetterRetention", forRiverConfig, func(c *config) error {
 		if d < time.Hour {
 			return fmt.Errorf("inbox: WithDeadLetterRetention(%s): want at least an hour", d)
 		}
 		c.deadLetterRetention = d
 		return nil
-	}
+	})
 }
 
 // WithMaxAttempts sets how many times a failing delivery runs before it
-// becomes a dead letter. The default is 25, about 20 days of retries.
+// becomes a dead letter. The default is 25, about 20 days of retries. It
+// applies to Open and NewAcceptor, which gives each job its attempts.
 func WithMaxAttempts(n int) Option {
-	return func(c *config) error {
+	return option("WithMaxAttempts", forAcceptor, func(c *config) error {
 		if n < 1 {
 			return fmt.Errorf("inbox: WithMaxAttempts(%d): want at least 1", n)
 		}
 		c.maxAttempts = n
 		return nil
-	}
+	})
 }
 
 // WithWorkers sets how many deliveries one process works at once. The
 // default suits the database: 200 on SQLite, 300 on Postgres; most of them
-// wait for a turn in a batch, which is cheap.
+// wait for a turn in a batch, which is cheap. Each subscriber's queue gets
+// as many. It applies to Open and RiverConfig.
 func WithWorkers(n int) Option {
-	return func(c *config) error {
+	return option("WithWorkers", forRiverConfig, func(c *config) error {
 		if n < 1 || n > 10000 {
 			return fmt.Errorf("inbox: WithWorkers(%d): want 1 to 10000", n)
 		}
 		c.workers = n
 		return nil
-	}
+	})
 }
 
 // WithJobTimeout bounds one handler run; a run that overruns it is retried.
-// The default is a minute.
+// The default is a minute. It applies to Open and NewWorker.
 func WithJobTimeout(d time.Duration) Option {
-	return func(c *config) error {
+	return option("WithJobTimeout", forWorker, func(c *config) error {
 		if d <= 0 {
 			return fmt.Errorf("inbox: WithJobTimeout(%s): want a positive duration", d)
 		}
 		c.jobTimeout = d
 		return nil
-	}
+	})
 }
 
 // WithMaxBatch caps how many deliveries' effects commit in one transaction.
-// The default is 256; 1 commits each delivery on its own.
+// The default is 256; 1 commits each delivery on its own. It applies to
+// Open and NewWorker.
 func WithMaxBatch(n int) Option {
-	return func(c *config) error {
+	return option("WithMaxBatch", forWorker, func(c *config) error {
 		if n < 1 {
 			return fmt.Errorf("inbox: WithMaxBatch(%d): want at least 1", n)
 		}
 		c.maxBatch = n
 		return nil
-	}
+	})
 }
 
 // WithDDL adds the application's own statements (CREATE TABLE, CREATE
 // INDEX) to Open's migration. They run after River's and the inbox's, in
 // one transaction, every time Open runs, so write them to be repeated:
-// CREATE TABLE IF NOT EXISTS.
+// CREATE TABLE IF NOT EXISTS. It applies to Open only: a service with its
+// own River client runs its own migrations.
 func WithDDL(statements ...string) Option {
-	return func(c *config) error {
+	return option("WithDDL", forOpen, func(c *config) error {
 		c.ddl = append(c.ddl, statements...)
 		return nil
-	}
+	})
 }
 
 // WithSchema is WithDDL's former name.
@@ -176,12 +235,14 @@ func WithSchema(statements ...string) Option { return WithDDL(statements...) }
 
 // WithTracing adds River's OpenTelemetry middleware and a span from each
 // delivery's request to its insert, using the global tracer provider, so a
-// trace links an acknowledgement to its processing. Off by default.
+// trace links an acknowledgement to its processing. Off by default. It
+// applies to Open, NewAcceptor (the accept span) and RiverConfig (River's
+// middleware).
 func WithTracing() Option {
-	return func(c *config) error {
+	return option("WithTracing", forAcceptor|forRiverConfig, func(c *config) error {
 		c.tracing = true
 		return nil
-	}
+	})
 }
 
 // DefaultSubscriber names the router given to Open, NewWorker or NewAcceptor
@@ -205,9 +266,10 @@ type subscriber struct {
 // inbox, and not DefaultSubscriber; it labels the subscriber's metrics, logs
 // and jobs, and cakemail-inbox selects by it. A subscriber added later gets
 // only deliveries that arrive after it; see cakemail-inbox replay
-// --subscriber to backfill.
+// --subscriber to backfill. It applies everywhere: give the same
+// subscribers to NewWorker, NewAcceptor and RiverConfig.
 func WithSubscriber(name string, router *webhooks.Router) Option {
-	return func(c *config) error {
+	return option("WithSubscriber", forAll, func(c *config) error {
 		switch {
 		case name == DefaultSubscriber:
 			return fmt.Errorf("inbox: WithSubscriber(%q): the router given to Open is already the %q subscriber", name, name)
@@ -223,5 +285,5 @@ func WithSubscriber(name string, router *webhooks.Router) Option {
 		}
 		c.subscribers = append(c.subscribers, subscriber{name, router})
 		return nil
-	}
+	})
 }

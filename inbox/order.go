@@ -67,15 +67,15 @@ const staleMark = sqldb.StaleMark
 // The record is one row per subscriber and key, kept while an older event
 // for the key could still arrive or run again: for keys whose newest event
 // is more recent than the oldest delivery River still keeps (dead letters
-// included), less the duplicate window.
+// included), less the duplicate window. It applies to Open and NewWorker.
 func WithOrderKey(key func(e *webhooks.Event) (string, bool)) Option {
-	return func(c *config) error {
+	return option("WithOrderKey", forWorker, func(c *config) error {
 		if key == nil {
 			return fmt.Errorf("inbox: WithOrderKey(nil): want a key function")
 		}
 		c.orderKey = key
 		return nil
-	}
+	})
 }
 
 // ordering is a worker's order keys: the key function, and the upkeep of

@@ -31,11 +31,13 @@ type Worker[TTx any] struct {
 
 // NewWorker returns a worker that dispatches deliveries to router, for a
 // River client whose transactions are TTx (pgx.Tx with riverpgxv5, *sql.Tx
-// with riversqlite). Of the options, WithLogger, WithJobTimeout and
-// WithMaxBatch apply; it panics on a nil router, another driver or an
-// invalid option.
+// with riversqlite); build the client's configuration with RiverConfig. Of
+// the options, WithLogger, WithJobTimeout, WithMaxBatch,
+// WithDuplicateWindow, WithSubscriber and WithOrderKey apply; it panics on a
+// nil router, another driver, or an option that is invalid or does not
+// apply.
 func NewWorker[TTx any](router *webhooks.Router, opts ...Option) *Worker[TTx] {
-	cfg := mustConfig(opts)
+	cfg := mustConfig(forWorker, opts)
 	d, err := dialectFor[TTx]()
 	if err != nil {
 		panic(err)
