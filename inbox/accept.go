@@ -49,10 +49,10 @@ type Acceptor struct {
 	// delivery; nil where Open made the client, whose queues are right.
 	queueGet      func(ctx context.Context, name string) (*rivertype.Queue, error)
 	checkingQueue sync.Once
-	log         *slog.Logger
-	window      time.Duration
-	metrics     *metrics
-	now         func() time.Time
+	log           *slog.Logger
+	window        time.Duration
+	metrics       *metrics
+	now           func() time.Time
 
 	inserts chan insertRequest // unbuffered: waiting senders form the next batch
 	quit    chan struct{}      // closed when no more deliveries are accepted
