@@ -91,7 +91,7 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	ib, err := inbox.Open(ctx, cfg.databaseURL, newRouter(logger), inbox.WithLogger(logger), inbox.WithDDL(processedEvents))
+	ib, err := inbox.Open(ctx, cfg.databaseURL, newRouter(logger), append(inboxOptions(), inbox.WithLogger(logger))...)
 	if err != nil {
 		return stoppedEarly(ctx, err)
 	}
