@@ -62,9 +62,23 @@
 // filesystem does. SQLite runs in WAL mode with synchronous=FULL; its log is
 // checkpointed in the background and kept under 64 MiB.
 //
+// # Subscribers
+//
+// WithSubscriber adds a consumer beside the router given to Open: every
+// delivery its router handles gets a job of its own, in a queue of its own,
+// inserted in the same commit, so each consumer fails, retries, dies and is
+// replayed on its own; see ExampleWithSubscriber.
+//
+// # Order keys
+//
+// WithOrderKey makes the newest event win per key: an older event that
+// arrives late (a retry, a replay) completes without running its handler,
+// checked and recorded in the delivery's own transaction; see
+// ExampleWithOrderKey.
+//
 // # Bring your own River
 //
-// A service that already runs River registers NewWorker on its own workers
-// and acknowledges through NewAcceptor over its own client; see
-// Example_bringYourOwnRiver.
+// A service that already runs River builds its client's configuration with
+// RiverConfig, registers NewWorker on its own workers and acknowledges
+// through NewAcceptor over its own client; see Example_bringYourOwnRiver.
 package inbox
