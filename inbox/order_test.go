@@ -2,23 +2,29 @@ package inbox_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cakemail-go/webhooks"
 	"github.com/cakemail-go/webhooks/inbox"
+	"github.com/cakemail-go/webhooks/webhookstest"
 )
 
 // The contact-sync program of the issue: each contact's state is its newest
@@ -195,4 +201,74 @@ func TestStaleEventIsCountedAndLoggedWithoutRunning(t *testing.T) {
 	assert.Contains(t, ti.logs.String(), `"level":"DEBUG","msg":"stale event: a later one for its key was applied; completed without running the handler","subscriber":"default","order_key":"contact:5"`)
 	assert.Contains(t, ti.logs.String(), fmt.Sprintf(`"created_at":%q,"applied_created_at":%q`,
 		at.Add(-10*time.Second).Format(time.RFC3339), at.Format(time.RFC3339)))
+}
+
+// Each subscriber keeps its own record: one that applied the newer event
+// does not hold back another that has not seen it yet.
+func TestOrderIsKeptPerSubscriber(t *testing.T) {
+	t.Parallel()
+	var crmRuns atomic.Int32
+	crm := webhooks.NewRouter()
+	crm.On(webhooks.EventContactAdded, func(context.Context, *webhooks.Event) error { crmRuns.Add(1); return nil })
+	def := webhooks.NewRouter()
+	def.OnUnhandled(recordEvent)
+	ti := startInbox(t, databases[0].url(t), def, inbox.WithOrderKey(contactKey), inbox.WithSubscriber("crm", crm))
+	at := time.Now().Add(-time.Minute).Unix()
+	newer := fmt.Appendf(nil, `{"event":"Email.Unsubscribed","created_on":%d,"data":{"contact_id":8}}`, at)
+	older := fmt.Appendf(nil, `{"event":"Contact.Added","created_on":%d,"data":{"contact_id":8}}`, at-30)
+	require.Equal(t, http.StatusAccepted, ti.post(newer, testSecret)) // crm does not handle it
+	ti.waitCount(t, 1, `SELECT count(*) FROM river_job WHERE state = 'completed'`)
+	require.Equal(t, http.StatusAccepted, ti.post(older, testSecret))
+	ti.waitCount(t, 3, `SELECT count(*) FROM river_job WHERE state = 'completed'`)
+	assert.EqualValues(t, 0, ti.count(t, countProcessed, sha(older)), "stale for the default subscriber")
+	assert.EqualValues(t, 1, crmRuns.Load(), "new to crm, whose record never saw the newer event")
+	assert.EqualValues(t, 2, ti.count(t, `SELECT count(*) FROM cakemail_inbox_order WHERE order_key = 'contact:8'`))
+}
+
+// On a service's own River client, the worker's order key works as Open's:
+// it creates its table, and the newest event wins.
+func TestOrderKeyOnAServicesOwnRiver(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "own.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+	require.NoError(t, err)
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	migrator, err := rivermigrate.New(riversqlite.New(db), nil)
+	require.NoError(t, err)
+	_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	require.NoError(t, err)
+	_, err = db.Exec(contactsTable)
+	require.NoError(t, err)
+
+	workers := river.NewWorkers()
+	river.AddWorker(workers, inbox.NewWorker[*sql.Tx](contactSync(func(string) bool { return false }), inbox.WithOrderKey(contactKey)))
+	config := &river.Config{Workers: workers, Logger: discard()}
+	require.NoError(t, inbox.RiverConfig(config))
+	client, err := river.NewClient(riversqlite.New(db), config)
+	require.NoError(t, err)
+	require.NoError(t, client.Start(ctx))
+	t.Cleanup(func() { client.Stop(ctx) })
+	acceptor := inbox.NewAcceptor(client)
+	t.Cleanup(acceptor.Close)
+	v, err := webhooks.NewVerifier([]string{testSecret})
+	require.NoError(t, err)
+	at := time.Now().Add(-time.Minute).Unix()
+	completed := func() int {
+		var n int
+		require.NoError(t, db.QueryRow(`SELECT count(*) FROM river_job WHERE state = 'completed'`).Scan(&n))
+		return n
+	}
+	for i, body := range [][]byte{
+		fmt.Appendf(nil, `{"event":"Email.Unsubscribed","created_on":%d,"data":{"contact_id":9}}`, at),
+		fmt.Appendf(nil, `{"event":"Contact.Added","created_on":%d,"data":{"contact_id":9}}`, at-30),
+	} {
+		w := httptest.NewRecorder()
+		v.Middleware(acceptor).ServeHTTP(w, webhookstest.NewSignedRequest("/", body, testSecret))
+		require.Equal(t, http.StatusAccepted, w.Code)
+		require.Eventually(t, func() bool { return completed() == i+1 }, 15*time.Second, 10*time.Millisecond)
+	}
+	var state string
+	require.NoError(t, db.QueryRow(`SELECT state FROM contacts WHERE contact_id = '9'`).Scan(&state))
+	assert.Equal(t, string(webhooks.EventEmailUnsubscribed), state)
 }

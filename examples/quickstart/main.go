@@ -101,9 +101,7 @@ func runFake(ctx context.Context, out io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/cakemail", verifier.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		event, _ := webhooks.EventFromContext(r.Context())
-		var data struct {
-			Email string `json:"email"`
-		}
+		var data webhooks.EmailData
 		if err := event.DecodeData(&data); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

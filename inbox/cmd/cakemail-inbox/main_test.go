@@ -207,3 +207,23 @@ func TestCommandsBesideARunningInbox(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Equal(t, "retried 1 dead letter: the running receiver works them now\n", out)
 }
+
+// Run from examples/receiver's directory without DATABASE_URL, the command
+// finds the receiver's default database, receiver.db, and says so.
+func TestCommandFindsTheReceiversDefaultDatabase(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	_, stderr, code := runCLI("", "status")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "DATABASE_URL is not set, and there is no receiver.db here")
+
+	ctx := context.Background()
+	ib, err := inbox.Open(ctx, "sqlite://"+filepath.Join(dir, "receiver.db"), webhooks.NewRouter(), inbox.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	require.NoError(t, ib.Start(ctx))
+	defer ib.Stop(ctx)
+	out, stderr, code := runCLI("", "status", "--json")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "DATABASE_URL is not set: using receiver.db, examples/receiver's default")
+	assert.Contains(t, out, `"waiting": 0`)
+}
