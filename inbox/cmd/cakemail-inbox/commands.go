@@ -155,8 +155,14 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 
 // findCompleted lists the completed deliveries that match f, newest first.
 func findCompleted(ctx context.Context, s store, f filter) ([]*rivertype.JobRow, error) {
+	return findFinished(ctx, s, []rivertype.JobState{rivertype.JobStateCompleted}, f, "completed deliveries")
+}
+
+// findFinished lists the deliveries in states, all finished ones, that
+// match f, newest first: the list stops at the first one past --since.
+func findFinished(ctx context.Context, s store, states []rivertype.JobState, f filter, what string) ([]*rivertype.JobRow, error) {
 	var jobs []*rivertype.JobRow
-	err := s.list(ctx, []rivertype.JobState{rivertype.JobStateCompleted}, true, func(job *rivertype.JobRow) bool {
+	err := s.list(ctx, states, true, func(job *rivertype.JobRow) bool {
 		if f.pastSince(job) {
 			return false
 		}
@@ -166,7 +172,7 @@ func findCompleted(ctx context.Context, s store, f filter) ([]*rivertype.JobRow,
 		return true
 	})
 	if err != nil {
-		return nil, fmt.Errorf("listing completed deliveries: %w", err)
+		return nil, fmt.Errorf("listing %s: %w", what, err)
 	}
 	return jobs, nil
 }

@@ -54,20 +54,7 @@ func newDeadLetter(job *rivertype.JobRow) deadLetter {
 
 // findDeadLetters lists the dead letters that match f, newest first.
 func findDeadLetters(ctx context.Context, s store, f filter) ([]*rivertype.JobRow, error) {
-	var jobs []*rivertype.JobRow
-	err := s.list(ctx, deadStates, true, func(job *rivertype.JobRow) bool {
-		if f.pastSince(job) {
-			return false
-		}
-		if f.matches(job) {
-			jobs = append(jobs, job)
-		}
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing dead letters: %w", err)
-	}
-	return jobs, nil
+	return findFinished(ctx, s, deadStates, f, "dead letters")
 }
 
 func (c *cli) deadLettersList(ctx context.Context, args []string) error {
