@@ -20,6 +20,7 @@ type config struct {
 	maxBatch            int
 	ddl                 []string
 	tracing             bool
+	adminHosts          []string // WithAdminHosts, in admin_options.go
 }
 
 const (
