@@ -155,6 +155,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			"DATABASE_URL": "sqlite://" + filepath.Join(dir, "no", "such", "dir", "r.db")},
 		"public admin without a password": {"CAKEMAIL_WEBHOOK_SECRET": testSecret, "ADMIN_ADDR": "0.0.0.0:9091"},
 		"admin not host:port":             {"CAKEMAIL_WEBHOOK_SECRET": testSecret, "ADMIN_ADDR": "9091"},
+		"admin host with a port":          {"CAKEMAIL_WEBHOOK_SECRET": testSecret, "ADMIN_HOSTS": "admin.example.com:443"},
 	} {
 		var logs testutil.SyncBuffer
 		err := run(context.Background(), func(k string) string { return env[k] }, slog.New(slog.NewJSONHandler(&logs, nil)))
