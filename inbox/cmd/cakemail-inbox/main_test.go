@@ -204,7 +204,8 @@ func TestCommandsBesideARunningInbox(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "would replay 0 completed deliveries")
 
-	out, _, code = runCLI(url, "deadletters", "retry", "1")
+	out, stderr, code = runCLI(url, "deadletters", "retry", "1", "1")
 	require.Equal(t, 0, code)
 	assert.Equal(t, "retried 1 dead letter: the running receiver works them now\n", out)
+	assert.Empty(t, stderr, "an id given twice is one job")
 }

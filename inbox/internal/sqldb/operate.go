@@ -93,7 +93,10 @@ func Jobs(ctx context.Context, c Conn, ids []int64) (map[int64]Job, error) {
 
 // inChunks runs query, whose $1 is a list of ids and whose rows are the ids
 // it changed, for each chunk of ids, and returns every id changed, in order.
+// An id given twice is changed once: in two chunks it could be changed, run
+// and changed again.
 func inChunks(ctx context.Context, c Conn, what, query string, ids []int64, args ...any) ([]int64, error) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	changed := []int64{}
 	for chunk := range slices.Chunk(ids, maxIDsPerStatement) {
 		got, err := c.QueryInts(ctx, query, append([]any{c.IDList(chunk)}, args...)...)
