@@ -14,8 +14,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/cakemail-go/webhooks/internal/pgtest"
 )
 
 // The built receiver with its default admin settings (a loopback address,
@@ -24,17 +22,9 @@ import (
 // host name is refused, and the operator's own plain requests are served.
 func TestAdminPortRefusesOtherSites(t *testing.T) {
 	t.Parallel()
-	bin := receiverBinary(t)
-	dir := t.TempDir()
-	port, err := pgtest.FreePort()
-	require.NoError(t, err)
-	adminPort, err := pgtest.FreePort()
-	require.NoError(t, err)
-	r := &replica{t: t, bin: bin, dir: dir, port: port, logPath: filepath.Join(dir, "receiver.log"),
-		env: []string{"CAKEMAIL_WEBHOOK_SECRET=" + testSecret, "PATH=" + os.Getenv("PATH"), fmt.Sprintf("ADMIN_ADDR=127.0.0.1:%d", adminPort)}}
-	r.start()
+	r, adminPort := startReceiver(t, "CAKEMAIL_WEBHOOK_SECRET="+testSecret) // ADMIN_ADDR on 127.0.0.1, no ADMIN_PASSWORD
 	defer r.kill()
-	require.True(t, r.waitHealthy(context.Background()), "the receiver did not come up")
+	port, dir := r.port, r.dir
 
 	client := &http.Client{Timeout: 5 * time.Second}
 	now := time.Now().Unix()
