@@ -11,16 +11,13 @@ import (
 // DeliveryKind is the River job kind of a delivery, inbox.DeliveryArgs{}.Kind().
 const DeliveryKind = "cakemail_delivery"
 
-// States of a job that an operator's change depends on.
+// States of a delivery that an operator can put back in the queue.
 var (
 	// DeadStates are the dead letters: attempts exhausted (discarded) or
 	// unfit to run as sent (cancelled).
 	DeadStates = []string{"discarded", "cancelled"}
 	// CompletedStates are the deliveries a replay runs again.
 	CompletedStates = []string{"completed"}
-	// WaitingStates are the jobs that wait to run: new, scheduled, or
-	// waiting for a retry. None of them has been handled yet.
-	WaitingStates = []string{"available", "pending", "retryable", "scheduled"}
 )
 
 // maxIDsPerStatement bounds one statement's list of ids.
@@ -34,12 +31,17 @@ const maxIDsPerStatement = 1000
 // counts for nobody. A job whose attempts are spent gets one more, as
 // River's own retry does.
 func Requeue(ctx context.Context, c Conn, states []string, ids []int64) ([]int64, error) {
+	stateList := sqlList(states)
 	query := `UPDATE river_job SET state = 'available', scheduled_at = ` + c.Now() + `, finalized_at = NULL,
 		max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
 		metadata = ` + c.MetadataWithout("cancel_attempted_at") + `
-		WHERE ` + c.IDIn("$1") + ` AND kind = $2 AND state IN (` + stateList(states) + `) RETURNING id`
+		WHERE kind = $1 AND state IN (` + stateList + `) AND ` + c.IDIn("$2") + ` RETURNING id`
 	return inChunks(ctx, c, "moving jobs back to the queue", query, ids, DeliveryKind)
 }
+
+// WaitingStates are the jobs waiting to run: new, scheduled, or waiting
+// for a retry. None of them has been handled yet.
+var WaitingStates = []string{"available", "pending", "retryable", "scheduled"}
 
 // DeleteDead deletes the jobs among ids that are dead letters, and returns
 // the ids it deleted, in order. Nothing else can be deleted: a job that has
@@ -47,7 +49,7 @@ func Requeue(ctx context.Context, c Conn, states []string, ids []int64) ([]int64
 // how a resend is recognised as a duplicate. The check and the delete are
 // one statement, so a job retried meanwhile is left alone.
 func DeleteDead(ctx context.Context, c Conn, ids []int64) ([]int64, error) {
-	query := `DELETE FROM river_job WHERE ` + c.IDIn("$1") + ` AND state IN (` + stateList(DeadStates) + `) RETURNING id`
+	query := `DELETE FROM river_job WHERE state IN (` + sqlList(DeadStates) + `) AND ` + c.IDIn("$1") + ` RETURNING id`
 	return inChunks(ctx, c, "deleting dead letters", query, ids)
 }
 
@@ -58,7 +60,7 @@ func DeleteDead(ctx context.Context, c Conn, ids []int64) ([]int64, error) {
 // cuts a handler's transaction short nor races its completion.
 func CancelWaiting(ctx context.Context, c Conn, ids []int64) ([]int64, error) {
 	query := `UPDATE river_job SET state = 'cancelled', finalized_at = ` + c.Now() + `
-		WHERE ` + c.IDIn("$1") + ` AND state IN (` + stateList(WaitingStates) + `) RETURNING id`
+		WHERE state IN (` + sqlList(WaitingStates) + `) AND ` + c.IDIn("$1") + ` RETURNING id`
 	return inChunks(ctx, c, "cancelling jobs", query, ids)
 }
 
@@ -91,15 +93,15 @@ func Jobs(ctx context.Context, c Conn, ids []int64) (map[int64]Job, error) {
 	return jobs, nil
 }
 
-// inChunks runs query, whose $1 is a list of ids and whose rows are the ids
-// it changed, for each chunk of ids, and returns every id changed, in order.
-// An id given twice is changed once: in two chunks it could be changed, run
-// and changed again.
+// inChunks runs query, whose rows are the ids it changed, for each chunk of
+// ids, with args and then the chunk as its parameters, and returns every id
+// changed, in order. An id given twice is changed once: in two chunks it
+// could be changed, run and changed again.
 func inChunks(ctx context.Context, c Conn, what, query string, ids []int64, args ...any) ([]int64, error) {
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	changed := []int64{}
 	for chunk := range slices.Chunk(ids, maxIDsPerStatement) {
-		got, err := c.QueryInts(ctx, query, append([]any{c.IDList(chunk)}, args...)...)
+		got, err := c.QueryInts(ctx, query, append(slices.Clip(args), c.IDList(chunk))...)
 		if err != nil {
 			return changed, fmt.Errorf("%s: %w", what, err)
 		}
@@ -109,8 +111,8 @@ func inChunks(ctx context.Context, c Conn, what, query string, ids []int64, args
 	return changed, nil
 }
 
-// stateList is states as an SQL list; they are River's state names, never input.
-func stateList(states []string) string {
+// sqlList is states as an SQL list; they are River's state names, never input.
+func sqlList(states []string) string {
 	quoted := make([]string, len(states))
 	for i, s := range states {
 		quoted[i] = "'" + s + "'"
