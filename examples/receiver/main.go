@@ -98,10 +98,7 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	// The admin handler refuses other host names (DNS rebinding) and
-	// cross-site changes (a page the operator's browser opens) by itself.
-	ib, err := inbox.Open(ctx, cfg.databaseURL, newRouter(logger), inbox.WithLogger(logger), inbox.WithDDL(processedEvents),
-		inbox.WithAdminHosts(cfg.adminHosts...))
+	ib, err := inbox.Open(ctx, cfg.databaseURL, newRouter(logger), inbox.WithLogger(logger), inbox.WithDDL(processedEvents), inbox.WithAdminHosts(cfg.adminHosts...))
 	if err != nil {
 		return stoppedEarly(ctx, err)
 	}
@@ -118,6 +115,8 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) e
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/cakemail", verifier.Middleware(ib))
 	mux.Handle("GET /healthz", ib.HealthHandler())
+	// The admin handler refuses other host names (DNS rebinding) and
+	// cross-site changes (pages the operator's browser opens) by itself.
 	servers := []*http.Server{
 		newServer(net.JoinHostPort("", cfg.port), mux, logger),
 		newServer(cfg.adminAddr, basicAuth(cfg.adminPassword, ib.AdminHandler()), logger),
