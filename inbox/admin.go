@@ -5,20 +5,28 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/riverqueue/river"
 	"riverqueue.com/riverui"
+
+	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
 
-// AdminHandler serves what an operator needs, for a private address only (it
-// has no authentication of its own, and River UI can retry and delete jobs):
+// AdminHandler serves what an operator needs, for a private address:
 //
 //   - GET /metrics: the inbox's metrics in Prometheus text format.
 //   - /riverui/: River UI, to find dead letters, read their errors and retry them.
 //
-// Mount it at the root of its own server or mux, e.g.
+// It serves its operator only: requests for a host name other than the
+// address they reached, a loopback name or one WithAdminHosts adds are
+// refused (421), as are changes a browser marks cross-site (403); no page
+// may frame it. River UI's retry moves only dead letters, and its delete and
+// cancel take only what cannot lose or repeat a delivery (OPERATING.md). It
+// has no authentication of its own: wrap it in yours on an address other
+// hosts reach. Mount it at the root of its own server or mux, e.g.
 //
 //	go http.ListenAndServe("127.0.0.1:9090", ib.AdminHandler())
 func (ib *Inbox) AdminHandler() http.Handler { return ib.admin }
@@ -29,7 +37,7 @@ const riverUIPrefix = "/riverui"
 // newAdminHandler builds the admin mux. River UI's background services (its
 // cached job counts) start with the first request to it and stop when the
 // inbox closes its database: an admin port nobody opens costs nothing.
-func newAdminHandler[TTx any](ib *Inbox, client *river.Client[TTx]) (http.Handler, error) {
+func newAdminHandler[TTx any](ib *Inbox, client *river.Client[TTx], conn sqldb.Conn, cfg *config) (http.Handler, error) {
 	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
 		Endpoints: riverui.NewEndpoints(client, nil),
 		Logger:    slog.New(minLevel{ib.log.Handler(), slog.LevelWarn}).With("component", "riverui"),
@@ -54,12 +62,22 @@ func newAdminHandler[TTx any](ib *Inbox, client *river.Client[TTx]) (http.Handle
 		ErrorLog:      promLogger{ib.log},
 		ErrorHandling: promhttp.ContinueOnError, // a gauge the database cannot give spoils no other metric
 	}))
-	mux.Handle(riverUIPrefix+"/", lazy)
+	// River UI reads everything; of its changes, those to jobs are the
+	// inbox's (admin_jobs.go), and pausing a queue changes no job. Any other
+	// change a later River UI adds is not served until it is looked at.
+	mux.Handle("GET "+riverUIPrefix+"/", lazy)
+	for _, a := range jobActions(cfg.jobTimeout) {
+		mux.Handle("POST "+riverUIPrefix+"/api/jobs/"+a.name, a.handler(conn, ib.log))
+	}
+	for _, pattern := range []string{"PUT /api/queues/{name}/pause", "PUT /api/queues/{name}/resume", "PATCH /api/queues/{name}"} {
+		method, path, _ := strings.Cut(pattern, " ")
+		mux.Handle(method+" "+riverUIPrefix+path, lazy)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, `<!doctype html><title>cakemail inbox</title><ul><li><a href="metrics">metrics</a><li><a href="riverui/">River UI</a></ul>`)
 	})
-	return mux, nil
+	return newAdminGuard(mux, cfg.adminHosts, ib.log), nil
 }
 
 // lazyStart starts River UI's handler on its first request.

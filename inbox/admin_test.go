@@ -202,15 +202,19 @@ func TestRiverUIRetriesADeadLetter(t *testing.T) {
 	id := ti.count(t, `SELECT id FROM river_job`)
 
 	w := httptest.NewRecorder()
-	admin.ServeHTTP(w, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/riverui/api/jobs/%d", id), nil))
+	req := httptest.NewRequest(http.MethodGet, fmt.Sprintf("/riverui/api/jobs/%d", id), nil)
+	req.Host = "localhost:9091"
+	admin.ServeHTTP(w, req)
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	assert.Contains(t, w.Body.String(), "handler bug")
 
 	fixed.Store(true)
 	w = httptest.NewRecorder()
-	admin.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/riverui/api/jobs/retry",
-		strings.NewReader(fmt.Sprintf(`{"ids":["%d"]}`, id))))
+	req = httptest.NewRequest(http.MethodPost, "/riverui/api/jobs/retry", strings.NewReader(fmt.Sprintf(`{"ids":["%d"]}`, id)))
+	req.Host = "localhost:9091"
+	admin.ServeHTTP(w, req)
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.JSONEq(t, fmt.Sprintf(`{"status":"ok","ids":["%d"]}`, id), w.Body.String())
 	ti.waitCount(t, 1, countProcessed, sha(body))
 }
 

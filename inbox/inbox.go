@@ -127,7 +127,7 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 	}
 	ib.acceptor.accepting.Store(false) // until Start
 	ib.acceptor.tracing = cfg.tracing
-	if ib.admin, err = newAdminHandler(ib, client); err != nil {
+	if ib.admin, err = newAdminHandler(ib, client, db.conn(), cfg); err != nil {
 		return nil, err
 	}
 	return ib, nil

@@ -68,6 +68,7 @@ type config struct {
 	deadLetterRetention time.Duration
 	maxAttempts         int
 	workers             int
+	adminHosts          []string // WithAdminHosts, in admin_options.go
 	jobTimeout          time.Duration
 	maxBatch            int
 	ddl                 []string

@@ -196,7 +196,9 @@ func TestStaleEventIsCountedAndLoggedWithoutRunning(t *testing.T) {
 	assert.EqualValues(t, 3, runs.Load(), "all but the stale one ran")
 	assert.EqualValues(t, 0, ti.count(t, countProcessed, sha(older)))
 	w := httptest.NewRecorder()
-	ti.ib.AdminHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Host = "localhost" // the admin handler serves its operator only
+	ti.ib.AdminHandler().ServeHTTP(w, req)
 	assert.Contains(t, w.Body.String(), `cakemail_inbox_jobs_total{outcome="stale",subscriber="default"} 1`)
 	assert.Contains(t, ti.logs.String(), `"level":"DEBUG","msg":"stale event: a later one for its key was applied; completed without running the handler","subscriber":"default","order_key":"contact:5"`)
 	assert.Contains(t, ti.logs.String(), fmt.Sprintf(`"created_at":%q,"applied_created_at":%q`,

@@ -11,6 +11,8 @@
 //	ADMIN_ADDR               metrics and River UI (default 127.0.0.1:9091); a non-loopback
 //	                         address needs ADMIN_PASSWORD
 //	ADMIN_PASSWORD           when set, basic auth (user admin) on every admin path
+//	ADMIN_HOSTS              host names the admin port is reached by besides its address and
+//	                         localhost, comma-separated (admin.example.com behind a proxy)
 //
 // Routes: POST /webhooks/cakemail and GET /healthz; on ADMIN_ADDR, /metrics
 // and /riverui/. SIGINT or SIGTERM stops it gracefully.
@@ -48,7 +50,7 @@ func main() {
 const shutdownTimeout = 20 * time.Second // in-flight requests, then running jobs
 
 type config struct {
-	secrets                                     []string
+	secrets, adminHosts                         []string
 	port, databaseURL, adminAddr, adminPassword string
 }
 
@@ -58,6 +60,11 @@ func readConfig(getenv func(string) string) (*config, error) {
 	for _, s := range strings.Split(getenv("CAKEMAIL_WEBHOOK_SECRET"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			c.secrets = append(c.secrets, s)
+		}
+	}
+	for _, h := range strings.Split(getenv("ADMIN_HOSTS"), ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.adminHosts = append(c.adminHosts, h)
 		}
 	}
 	if len(c.secrets) == 0 {
@@ -91,7 +98,7 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	ib, err := inbox.Open(ctx, cfg.databaseURL, newRouter(logger), append(inboxOptions(), inbox.WithLogger(logger))...)
+	ib, err := inbox.Open(ctx, cfg.databaseURL, newRouter(logger), append(inboxOptions(), inbox.WithLogger(logger), inbox.WithAdminHosts(cfg.adminHosts...))...)
 	if err != nil {
 		return stoppedEarly(ctx, err)
 	}
@@ -108,6 +115,8 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) e
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/cakemail", verifier.Middleware(ib))
 	mux.Handle("GET /healthz", ib.HealthHandler())
+	// The admin handler refuses other host names (DNS rebinding) and
+	// cross-site changes (pages the operator's browser opens) by itself.
 	servers := []*http.Server{
 		newServer(net.JoinHostPort("", cfg.port), mux, logger),
 		newServer(cfg.adminAddr, basicAuth(cfg.adminPassword, ib.AdminHandler()), logger),

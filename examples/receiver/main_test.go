@@ -82,17 +82,9 @@ func lastLines(b []byte, n int) string {
 func TestSIGTERMStopsCleanly(t *testing.T) {
 	t.Parallel()
 	bin := receiverBinary(t)
-	dir := t.TempDir()
-	port, err := pgtest.FreePort()
-	require.NoError(t, err)
-	adminPort, err := pgtest.FreePort()
-	require.NoError(t, err)
-	r := &replica{t: t, bin: bin, dir: dir, port: port, logPath: filepath.Join(dir, "receiver.log"),
-		env: []string{"CAKEMAIL_WEBHOOK_SECRET=old-secret-1234," + testSecret, "PATH=" + os.Getenv("PATH"),
-			fmt.Sprintf("ADMIN_ADDR=127.0.0.1:%d", adminPort), "ADMIN_PASSWORD=hunter2-admin"}}
-	r.start()
+	r, adminPort := startReceiver(t, "CAKEMAIL_WEBHOOK_SECRET=old-secret-1234,"+testSecret, "ADMIN_PASSWORD=hunter2-admin")
 	defer r.kill()
-	require.True(t, r.waitHealthy(context.Background()), "the receiver did not come up")
+	port, dir := r.port, r.dir
 
 	client := &http.Client{Timeout: 5 * time.Second}
 	for i := range 20 {
@@ -142,6 +134,26 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	}
 }
 
+// startReceiver starts the built receiver in a directory of its own, on
+// free ports (the admin port on 127.0.0.1), with env besides PATH, and waits
+// until it is healthy.
+func startReceiver(t *testing.T, env ...string) (r *replica, adminPort int) {
+	t.Helper()
+	dir := t.TempDir()
+	port, err := pgtest.FreePort()
+	require.NoError(t, err)
+	adminPort, err = pgtest.FreePort()
+	require.NoError(t, err)
+	r = &replica{t: t, bin: receiverBinary(t), dir: dir, port: port, logPath: filepath.Join(dir, "receiver.log"),
+		env: append([]string{"PATH=" + os.Getenv("PATH"), fmt.Sprintf("ADMIN_ADDR=127.0.0.1:%d", adminPort)}, env...)}
+	r.start()
+	if !r.waitHealthy(context.Background()) {
+		r.kill()
+		t.Fatal("the receiver did not come up")
+	}
+	return r, adminPort
+}
+
 func TestRunRefusesBadConfiguration(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -155,6 +167,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			"DATABASE_URL": "sqlite://" + filepath.Join(dir, "no", "such", "dir", "r.db")},
 		"public admin without a password": {"CAKEMAIL_WEBHOOK_SECRET": testSecret, "ADMIN_ADDR": "0.0.0.0:9091"},
 		"admin not host:port":             {"CAKEMAIL_WEBHOOK_SECRET": testSecret, "ADMIN_ADDR": "9091"},
+		"admin host with a port":          {"CAKEMAIL_WEBHOOK_SECRET": testSecret, "ADMIN_HOSTS": "admin.example.com:443"},
 	} {
 		var logs testutil.SyncBuffer
 		err := run(context.Background(), func(k string) string { return env[k] }, slog.New(slog.NewJSONHandler(&logs, nil)))

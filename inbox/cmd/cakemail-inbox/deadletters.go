@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -127,7 +128,9 @@ func (c *cli) deadLettersRetry(ctx context.Context, args []string) error {
 		if err != nil || id <= 0 {
 			return usageErrorf("deadletters retry: %q is not a job id", a)
 		}
-		ids = append(ids, id)
+		if !slices.Contains(ids, id) { // retry 12 12 retries 12 once, and says so
+			ids = append(ids, id)
+		}
 	}
 	switch {
 	case *all && len(ids) > 0:

@@ -203,9 +203,10 @@ func TestCommandsBesideARunningInbox(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "would replay 0 completed deliveries")
 
-	out, _, code = runCLI(url, "deadletters", "retry", "1")
+	out, stderr, code = runCLI(url, "deadletters", "retry", "1", "1")
 	require.Equal(t, 0, code)
 	assert.Equal(t, "retried 1 dead letter: the running receiver works them now\n", out)
+	assert.Empty(t, stderr, "an id given twice is one job")
 }
 
 // Run from examples/receiver's directory without DATABASE_URL, the command

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // DeliveryKind is the River job kind of a delivery, inbox.DeliveryArgs{}.Kind().
@@ -34,27 +36,91 @@ const maxIDsPerStatement = 1000
 // counts for nobody. A job whose attempts are spent gets one more, as
 // River's own retry does.
 func Requeue(ctx context.Context, c Conn, states []string, ids []int64) ([]int64, error) {
-	moved := []int64{}
-	stateList := ""
-	for i, s := range states {
-		if i > 0 {
-			stateList += ", "
-		}
-		stateList += "'" + s + "'"
-	}
+	stateList := sqlList(states)
 	query := `UPDATE river_job SET state = 'available', scheduled_at = ` + c.Now() + `, finalized_at = NULL,
 		max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
 		metadata = ` + c.MetadataWithout("cancel_attempted_at", StaleMark) + `
 		WHERE kind = $1 AND state IN (` + stateList + `) AND ` + c.IDIn("$2") + ` RETURNING id`
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), maxIDsPerStatement)]
-		ids = ids[len(chunk):]
-		got, err := c.QueryInts(ctx, query, DeliveryKind, c.IDList(chunk))
+	return inChunks(ctx, c, "moving jobs back to the queue", query, ids, DeliveryKind)
+}
+
+// WaitingStates are the jobs waiting to run: new, scheduled, or waiting
+// for a retry. None of them has been handled yet.
+var WaitingStates = []string{"available", "pending", "retryable", "scheduled"}
+
+// DeleteDead deletes the jobs among ids that are dead letters, and returns
+// the ids it deleted, in order. Nothing else can be deleted: a job that has
+// not been handled yet is an acknowledged event, and a completed delivery is
+// how a resend is recognised as a duplicate. The check and the delete are
+// one statement, so a job retried meanwhile is left alone.
+func DeleteDead(ctx context.Context, c Conn, ids []int64) ([]int64, error) {
+	query := `DELETE FROM river_job WHERE state IN (` + sqlList(DeadStates) + `) AND ` + c.IDIn("$1") + ` RETURNING id`
+	return inChunks(ctx, c, "deleting dead letters", query, ids)
+}
+
+// CancelWaiting makes the jobs among ids that wait to run (WaitingStates)
+// dead letters (cancelled), and returns the ids it moved, in order: they stay
+// with the other dead letters, to be retried or deleted. A running job is
+// left to finish, and a finished one is left as it is, so cancelling never
+// cuts a handler's transaction short nor races its completion.
+func CancelWaiting(ctx context.Context, c Conn, ids []int64) ([]int64, error) {
+	query := `UPDATE river_job SET state = 'cancelled', finalized_at = ` + c.Now() + `
+		WHERE state IN (` + sqlList(WaitingStates) + `) AND ` + c.IDIn("$1") + ` RETURNING id`
+	return inChunks(ctx, c, "cancelling jobs", query, ids)
+}
+
+// Job is what an operator is told about a job a change left alone.
+type Job struct {
+	ID          int64
+	Kind, State string
+}
+
+// Jobs reads the kind and state of the jobs among ids that exist, by id.
+func Jobs(ctx context.Context, c Conn, ids []int64) (map[int64]Job, error) {
+	jobs := map[int64]Job{}
+	for chunk := range slices.Chunk(ids, maxIDsPerStatement) {
+		rows, err := c.QueryStrings(ctx, `SELECT CAST(id AS TEXT) || ' ' || CAST(state AS TEXT) || ' ' || kind FROM river_job WHERE `+c.IDIn("$1"), c.IDList(chunk))
 		if err != nil {
-			return moved, fmt.Errorf("moving jobs back to the queue: %w", err)
+			return jobs, fmt.Errorf("reading jobs: %w", err)
 		}
-		moved = append(moved, got...)
+		for _, row := range rows {
+			fields := strings.SplitN(row, " ", 3)
+			if len(fields) != 3 {
+				continue
+			}
+			id, err := strconv.ParseInt(fields[0], 10, 64)
+			if err != nil {
+				continue
+			}
+			jobs[id] = Job{ID: id, State: fields[1], Kind: fields[2]}
+		}
 	}
-	slices.Sort(moved)
-	return moved, nil
+	return jobs, nil
+}
+
+// inChunks runs query, whose rows are the ids it changed, for each chunk of
+// ids, with args and then the chunk as its parameters, and returns every id
+// changed, in order. An id given twice is changed once: in two chunks it
+// could be changed, run and changed again.
+func inChunks(ctx context.Context, c Conn, what, query string, ids []int64, args ...any) ([]int64, error) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	changed := []int64{}
+	for chunk := range slices.Chunk(ids, maxIDsPerStatement) {
+		got, err := c.QueryInts(ctx, query, append(slices.Clip(args), c.IDList(chunk))...)
+		if err != nil {
+			return changed, fmt.Errorf("%s: %w", what, err)
+		}
+		changed = append(changed, got...)
+	}
+	slices.Sort(changed)
+	return changed, nil
+}
+
+// sqlList is states as an SQL list; they are River's state names, never input.
+func sqlList(states []string) string {
+	quoted := make([]string, len(states))
+	for i, s := range states {
+		quoted[i] = "'" + s + "'"
+	}
+	return strings.Join(quoted, ", ")
 }
