@@ -17,6 +17,7 @@ type config struct {
 	maxAttempts         int
 	workers             int
 	jobTimeout          time.Duration
+	txTimeout           time.Duration // 0: DefaultTxTimeout (options_tx.go)
 	maxBatch            int
 	ddl                 []string
 	tracing             bool

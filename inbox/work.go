@@ -28,9 +28,9 @@ type Worker[TTx any] struct {
 
 // NewWorker returns a worker that dispatches deliveries to router, for a
 // River client whose transactions are TTx (pgx.Tx with riverpgxv5, *sql.Tx
-// with riversqlite). Of the options, WithLogger, WithJobTimeout and
-// WithMaxBatch apply; it panics on a nil router, another driver or an
-// invalid option.
+// with riversqlite). Of the options, WithLogger, WithJobTimeout,
+// WithTxTimeout and WithMaxBatch apply; it panics on a nil router, another
+// driver or an invalid option.
 func NewWorker[TTx any](router *webhooks.Router, opts ...Option) *Worker[TTx] {
 	cfg := mustConfig(opts)
 	d, err := dialectFor[TTx]()
@@ -49,7 +49,7 @@ func newWorker[TTx any](router *webhooks.Router, d dialect[TTx], cfg *config, m 
 		dialect: d,
 		log:     cfg.logger,
 		timeout: cfg.jobTimeout,
-		batches: newBatcher[TTx](cfg.maxBatch, d.tuning()),
+		batches: newBatcher[TTx](cfg.maxBatch, cfg.txTimeoutOrDefault(), d.tuning()),
 		metrics: m,
 	}
 }
@@ -77,18 +77,17 @@ func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) er
 			"job_id", job.ID, "attempt", job.Attempt, "err", err)
 		return river.JobCancel(err)
 	}
-	tx := &jobTx[TTx]{dialect: w.dialect, batches: w.batches, job: job}
-	defer tx.abandon()
+	// The Tx cancels the handler's context if the handler keeps it too long.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	tx := newJobTx(w, job, cancel)
 	ctx = context.WithValue(ctx, deliveryKey{}, &Delivery{
 		Tx:         tx,
 		BodySHA256: job.Args.BodySHA256,
 		Attempt:    job.Attempt,
 		JobID:      job.ID,
 	})
-	if err := w.router.Dispatch(ctx, event); err != nil {
-		return w.failed(ctx, job, event, err)
-	}
-	if err := tx.complete(); err != nil {
+	if err := tx.end(w.router.Dispatch(ctx, event)); err != nil {
 		return w.failed(ctx, job, event, err)
 	}
 	return nil
@@ -99,7 +98,11 @@ func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) er
 func (w *Worker[TTx]) failed(ctx context.Context, job *river.Job[DeliveryArgs], event *webhooks.Event, err error) error {
 	attrs := []any{"event", event.Type, "job_id", job.ID, "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err}
 	var stack interface{ Stack() []byte }
+	var held *heldError
 	switch {
+	case errors.As(err, &held):
+		// Logged when the turn was taken back, which may be long before the
+		// handler returns.
 	case errors.As(err, &stack):
 		w.log.ErrorContext(ctx, "delivery handler panicked", append(attrs, "stack", string(stack.Stack()))...)
 	case errors.Is(err, webhooks.ErrInvalidEvent):
