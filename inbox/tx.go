@@ -32,8 +32,8 @@ type heldError struct {
 }
 
 func (e *heldError) Error() string {
-	return fmt.Sprintf("inbox: the handler kept its transaction %s after its first statement, past the %s bound (WithTxTimeout): its effects were rolled back and River retries it",
-		e.held.Round(time.Millisecond), e.bound)
+	return fmt.Sprintf("%v: its handler kept it %s after its first statement, past the %s bound (WithTxTimeout), and its effects were rolled back",
+		ErrTxDone, e.held.Round(time.Millisecond), e.bound)
 }
 
 func (e *heldError) Is(target error) bool { return target == ErrTxDone }
