@@ -51,7 +51,7 @@ type jobTx[TTx any] struct {
 	batches *batcher[TTx]
 	job     *river.Job[DeliveryArgs]
 	log     *slog.Logger
-	timeout time.Duration
+	timeout time.Duration // how long the handler may keep its turn (WithTxTimeout)
 	// stopHandler cancels the handler's context when its time is up.
 	stopHandler context.CancelCauseFunc
 

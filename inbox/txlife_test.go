@@ -97,9 +97,7 @@ func TestLateTxUseFailsAndWedgesNothing(t *testing.T) {
 		lateErrs := make(chan error, 100)
 		ti := startInbox(t, url, lateTxRouter(postgres, func(_ string, err error) { lateErrs <- err }))
 
-		for i := range 5 {
-			require.Equal(t, http.StatusAccepted, ti.post(payload("Email.Opened", fmt.Sprintf("late%d@example.com", i)), testSecret))
-		}
+		postAccepted(t, ti, "late", 5)
 		for range 5 * lateCallsPerDelivery(postgres) {
 			select {
 			case err := <-lateErrs:
@@ -222,17 +220,25 @@ func TestTxIsSharedSafelyWhileTheHandlerRuns(t *testing.T) {
 			return errors.Join(slicesFrom(errs)...)
 		})
 		ti := startInbox(t, url, router)
-		var bodies [][]byte
-		for i := range 10 {
-			body := payload("Email.Opened", fmt.Sprintf("shared%d@example.com", i))
-			bodies = append(bodies, body)
-			require.Equal(t, http.StatusAccepted, ti.post(body, testSecret))
-		}
+		bodies := postAccepted(t, ti, "shared", 10)
 		ti.waitCount(t, 10, `SELECT count(*) FROM river_job WHERE state = 'completed'`)
 		for _, body := range bodies {
 			assert.EqualValues(t, 20, ti.count(t, countProcessed, sha(body)))
 		}
 	})
+}
+
+// postAccepted sends n distinct deliveries, to prefix0@… and on, each
+// answered 202, and returns their bodies.
+func postAccepted(t *testing.T, ti *testInbox, prefix string, n int) [][]byte {
+	t.Helper()
+	var bodies [][]byte
+	for i := range n {
+		body := payload("Email.Opened", fmt.Sprintf("%s%d@example.com", prefix, i))
+		bodies = append(bodies, body)
+		require.Equal(t, http.StatusAccepted, ti.post(body, testSecret))
+	}
+	return bodies
 }
 
 func slicesFrom(errs <-chan error) []error {
@@ -277,12 +283,7 @@ func TestHandlerReturningDuringAGoroutinesCallIsConsistent(t *testing.T) {
 			return nil
 		})
 		ti := startInbox(t, url, router)
-		var bodies [][]byte
-		for i := range 30 {
-			body := payload("Email.Opened", fmt.Sprintf("racing%d@example.com", i))
-			bodies = append(bodies, body)
-			require.Equal(t, http.StatusAccepted, ti.post(body, testSecret))
-		}
+		bodies := postAccepted(t, ti, "racing", 30)
 		ti.waitCount(t, 30, `SELECT count(*) FROM river_job WHERE state = 'completed'`)
 		calls.Wait()
 		ran := 0
