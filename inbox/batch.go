@@ -25,8 +25,11 @@ const (
 // batcher forms the batches of one worker.
 type batcher[TTx any] struct {
 	maxBatch int
-	tuning   tuning
-	requests chan *turnRequest[TTx]
+	// turnTimeout bounds a turn: past it, the delivery's Tx takes the turn
+	// back from its handler (jobTx.expire).
+	turnTimeout time.Duration
+	tuning      tuning
+	requests    chan *turnRequest[TTx]
 
 	mu      sync.Mutex
 	running int // batch goroutines
@@ -70,8 +73,8 @@ func (b *batch) wait() error {
 	return b.err
 }
 
-func newBatcher[TTx any](maxBatch int, t tuning) *batcher[TTx] {
-	return &batcher[TTx]{maxBatch: maxBatch, tuning: t, requests: make(chan *turnRequest[TTx])}
+func newBatcher[TTx any](maxBatch int, turnTimeout time.Duration, t tuning) *batcher[TTx] {
+	return &batcher[TTx]{maxBatch: maxBatch, turnTimeout: turnTimeout, tuning: t, requests: make(chan *turnRequest[TTx])}
 }
 
 // join waits for a turn in a batch.

@@ -29,7 +29,12 @@
 // A handler finds its delivery with DeliveryFromContext and writes through
 // Delivery.Tx, with $1-style placeholders on both databases; DriverTx gives
 // the same transaction as pgx.Tx or *sql.Tx. The transaction begins at the
-// first statement: do slow work before writing. Many deliveries' effects
+// first statement: do slow work before writing, since other deliveries'
+// effects wait while a handler holds it, and on SQLite acknowledgements too.
+// A handler keeps it at most WithTxTimeout (2 s by default) after its first
+// statement: past that, its context is cancelled, its effects are rolled
+// back, and River retries the delivery. The transaction ends when the
+// handler returns: later calls fail with ErrTxDone. Many deliveries' effects
 // commit in one transaction, each behind a savepoint, so one failing handler
 // never rolls back another's.
 //

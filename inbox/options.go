@@ -53,7 +53,7 @@ func option(name string, targets target, apply func(*config) error) Option {
 func (t target) applies() string {
 	switch t {
 	case forWorker:
-		return "the worker takes WithLogger, WithJobTimeout, WithMaxBatch, WithDuplicateWindow, WithSubscriber and WithOrderKey"
+		return "the worker takes WithLogger, WithJobTimeout, WithTxTimeout, WithMaxBatch, WithDuplicateWindow, WithSubscriber and WithOrderKey"
 	case forAcceptor:
 		return "the acceptor takes WithLogger, WithDuplicateWindow, WithMaxAttempts, WithSubscriber and WithTracing"
 	default:
@@ -70,6 +70,7 @@ type config struct {
 	workers             int
 	adminHosts          []string // WithAdminHosts, in admin_options.go
 	jobTimeout          time.Duration
+	txTimeout           time.Duration // 0: DefaultTxTimeout (options_tx.go)
 	maxBatch            int
 	ddl                 []string
 	tracing             bool

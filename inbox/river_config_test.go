@@ -74,7 +74,7 @@ func TestRiverConfigRefusesWhatWouldBreakTheInbox(t *testing.T) {
 // told at once, not an option silently dropped.
 func TestWorkerAndAcceptorRefuseOptionsThatDoNotApply(t *testing.T) {
 	t.Parallel()
-	assert.PanicsWithError(t, "inbox: WithDDL does not apply to NewWorker: the worker takes WithLogger, WithJobTimeout, WithMaxBatch, WithDuplicateWindow, WithSubscriber and WithOrderKey", func() {
+	assert.PanicsWithError(t, "inbox: WithDDL does not apply to NewWorker: the worker takes WithLogger, WithJobTimeout, WithTxTimeout, WithMaxBatch, WithDuplicateWindow, WithSubscriber and WithOrderKey", func() {
 		inbox.NewWorker[*sql.Tx](webhooks.NewRouter(), inbox.WithDDL("CREATE TABLE t (x INT)"))
 	})
 	assert.Panics(t, func() { inbox.NewWorker[*sql.Tx](webhooks.NewRouter(), inbox.WithWorkers(3)) })

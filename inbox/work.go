@@ -32,7 +32,7 @@ type Worker[TTx any] struct {
 // NewWorker returns a worker that dispatches deliveries to router, for a
 // River client whose transactions are TTx (pgx.Tx with riverpgxv5, *sql.Tx
 // with riversqlite); build the client's configuration with RiverConfig. Of
-// the options, WithLogger, WithJobTimeout, WithMaxBatch,
+// the options, WithLogger, WithJobTimeout, WithTxTimeout, WithMaxBatch,
 // WithDuplicateWindow, WithSubscriber and WithOrderKey apply; it panics on a
 // nil router, another driver, or an option that is invalid or does not
 // apply.
@@ -63,7 +63,7 @@ func newWorker[TTx any](router *webhooks.Router, d dialect[TTx], cfg *config, m 
 		dialect:  d,
 		log:      cfg.logger,
 		timeout:  cfg.jobTimeout,
-		batches:  newBatcher[TTx](cfg.maxBatch, d.tuning()),
+		batches:  newBatcher[TTx](cfg.maxBatch, cfg.txTimeoutOrDefault(), d.tuning()),
 		metrics:  m,
 	}
 }
@@ -102,19 +102,21 @@ func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) (s
 			"subscriber", subscriber, "job_id", job.ID, "attempt", job.Attempt, "err", err)
 		return false, river.JobCancel(err)
 	}
-	tx := &jobTx[TTx]{dialect: w.dialect, batches: w.batches, job: job}
-	defer tx.abandon()
+	// The Tx cancels the handler's context if the handler keeps it too long.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	tx := newJobTx(w, job, cancel)
 	key, keyed, err := w.ordering.keyOf(event)
 	if err != nil {
-		return false, w.failed(ctx, job, event, err)
+		return false, w.failed(ctx, job, event, tx.end(err))
 	}
 	if keyed {
 		applies, err := w.applyInOrder(ctx, tx, job, key, event)
 		if err != nil {
-			return false, w.failed(ctx, job, event, err)
+			return false, w.failed(ctx, job, event, tx.end(err))
 		}
 		if !applies {
-			if err := tx.complete(); err != nil {
+			if err := tx.end(nil); err != nil {
 				return false, w.failed(ctx, job, event, err)
 			}
 			return true, nil
@@ -127,10 +129,7 @@ func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) (s
 		JobID:      job.ID,
 		Subscriber: subscriber,
 	})
-	if err := router.Dispatch(ctx, event); err != nil {
-		return false, w.failed(ctx, job, event, err)
-	}
-	if err := tx.complete(); err != nil {
+	if err := tx.end(router.Dispatch(ctx, event)); err != nil {
 		return false, w.failed(ctx, job, event, err)
 	}
 	return false, nil
@@ -146,7 +145,11 @@ func (w *Worker[TTx]) failed(ctx context.Context, job *river.Job[DeliveryArgs], 
 	attrs := []any{"event", event.Type, "subscriber", job.Args.subscriber(), "job_id", job.ID,
 		"attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err}
 	var stack interface{ Stack() []byte }
+	var held *heldError
 	switch {
+	case errors.As(err, &held):
+		// Logged when the turn was taken back, which may be long before the
+		// handler returns.
 	case errors.As(err, &stack):
 		w.log.ErrorContext(ctx, "delivery handler panicked", append(attrs, "stack", string(stack.Stack()))...)
 	case errors.Is(err, webhooks.ErrInvalidEvent):
