@@ -20,8 +20,6 @@ import (
 const (
 	// maxInsertBatch caps how many waiting deliveries share one commit.
 	maxInsertBatch = 256
-	// insertTimeout bounds one commit; past it Cakemail is asked to retry.
-	insertTimeout = 4 * time.Second
 	// retryAfter is what a 503 asks Cakemail to wait, in seconds.
 	retryAfter = "5"
 )
@@ -52,19 +50,31 @@ type Acceptor struct {
 	quit    chan struct{}      // closed when no more deliveries are accepted
 	closing sync.Once
 	wg      sync.WaitGroup // the committers
+	// ackTimeout bounds a delivery's wait, from ServeHTTP to its answer.
+	ackTimeout time.Duration
 
 	lastFailure atomic.Pointer[failure] // the last commit's failure, nil once one succeeds
 	accepting   atomic.Bool             // false before Start and after Close
 	tracing     bool
+
+	// refused is why no delivery may be stored any more (the database's
+	// files are gone), nil while they may. A commit reads it under storing,
+	// so refuse can wait for the commits already past it.
+	refused atomic.Pointer[error]
+	storing sync.RWMutex
 }
 
 type failure struct {
-	at time.Time
+	at     time.Time
+	reason string // what health says
 }
 
 type insertRequest struct {
 	args DeliveryArgs
-	done chan insertResult // buffered, so a committer never waits on a caller
+	// answerBy is when its sender stops waiting and answers 503: a commit
+	// of it is of no use to anyone waiting past that.
+	answerBy time.Time
+	done     chan insertResult // buffered, so a committer never waits on a caller
 }
 
 type insertResult struct {
@@ -74,7 +84,7 @@ type insertResult struct {
 
 // NewAcceptor returns an Acceptor that inserts through client, for a service
 // that runs its own River client with the inbox's Worker registered. Of the
-// options, WithLogger and WithDuplicateWindow apply; the client's
+// options, WithLogger, WithDuplicateWindow and WithAcknowledgeTimeout apply; the client's
 // CompletedJobRetentionPeriod must be at least the duplicate window, or
 // duplicates are forgotten sooner. Close it before stopping the client. It
 // panics on an invalid option or a driver other than riverpgxv5 and
@@ -90,13 +100,14 @@ func NewAcceptor[TTx any](client *river.Client[TTx], opts ...Option) *Acceptor {
 
 func newAcceptor(client inserter, t tuning, cfg *config, m *metrics) *Acceptor {
 	a := &Acceptor{
-		client:  client,
-		log:     cfg.logger,
-		window:  cfg.duplicateWindow,
-		metrics: m,
-		now:     time.Now,
-		inserts: make(chan insertRequest),
-		quit:    make(chan struct{}),
+		client:     client,
+		log:        cfg.logger,
+		window:     cfg.duplicateWindow,
+		metrics:    m,
+		now:        time.Now,
+		inserts:    make(chan insertRequest),
+		quit:       make(chan struct{}),
+		ackTimeout: cfg.faults.ackTimeout(),
 	}
 	a.accepting.Store(true)
 	a.wg.Add(t.committers)
@@ -143,7 +154,7 @@ func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.tracing {
 		defer traceAccept(r, start, args, &res)()
 	}
-	res = a.insert(args)
+	res = a.insert(args, a.answerBy(start))
 	switch {
 	case res.err != nil:
 		a.log.ErrorContext(r.Context(), "delivery not stored: asking Cakemail to retry", "event", event.Type, "err", res.err)
@@ -165,25 +176,69 @@ func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var (
 	errStopping     = errors.New("inbox: shutting down")
 	errNotAccepting = errors.New("inbox: not started, or stopping")
+	errNotInTime    = errors.New("inbox: the delivery's commit did not finish in time")
 )
 
 // open starts accepting; an Inbox opens its Acceptor in Start.
 func (a *Acceptor) open() { a.accepting.Store(true) }
 
-// insert waits for the delivery's commit. It does not give up when the
-// caller does: the commit decides, and a delivery stored after Cakemail hung
-// up is recognised as a duplicate when it comes again.
-func (a *Acceptor) insert(args DeliveryArgs) insertResult {
-	req := insertRequest{args: args, done: make(chan insertResult, 1)}
+// answerBy is when a delivery that reached the inbox at start stops waiting
+// for its commit: a little before its acknowledge timeout, so that the 503
+// leaves in time even on a busy machine.
+func (a *Acceptor) answerBy(start time.Time) time.Time {
+	return start.Add(a.ackTimeout - a.ackTimeout/20)
+}
+
+// refuse makes every later delivery get 503 for reason, for good, and
+// returns once the commits already under way have ended: after it, nothing
+// more is acknowledged.
+func (a *Acceptor) refuse(reason error) {
+	a.refused.Store(&reason)
+	a.storing.Lock()
+	a.storing.Unlock() //nolint:staticcheck // an empty critical section: it waits for the commits that hold storing
+}
+
+// refusal is why no delivery may be stored any more, or nil.
+func (a *Acceptor) refusal() error {
+	if err := a.refused.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// insert waits for the delivery's commit until answerBy, and past it
+// answers with errNotInTime. The commit may still finish after: a delivery
+// stored after its 503 is recognised as a duplicate when it comes again.
+func (a *Acceptor) insert(args DeliveryArgs, answerBy time.Time) insertResult {
 	if !a.accepting.Load() {
 		return insertResult{err: errNotAccepting}
 	}
+	if err := a.refusal(); err != nil {
+		return insertResult{err: err}
+	}
+	req := insertRequest{args: args, answerBy: answerBy, done: make(chan insertResult, 1)}
+	late := time.NewTimer(time.Until(answerBy))
+	defer late.Stop()
 	select {
 	case a.inserts <- req:
 	case <-a.quit:
 		return insertResult{err: errStopping}
+	case <-late.C:
+		return a.notInTime()
 	}
-	return <-req.done
+	select {
+	case res := <-req.done:
+		return res
+	case <-late.C:
+		return a.notInTime()
+	}
+}
+
+// notInTime records a delivery that waited its whole acknowledge timeout:
+// the database is too slow to store deliveries, and health says so.
+func (a *Acceptor) notInTime() insertResult {
+	a.lastFailure.Store(&failure{at: time.Now(), reason: "a delivery could not be stored in time: the database is failing or stalled"})
+	return insertResult{err: errNotInTime}
 }
 
 // commitLoop stores deliveries in batches: whatever arrived while the last
@@ -210,22 +265,56 @@ func (a *Acceptor) commitLoop() {
 	}
 }
 
+// commit stores a batch unless the acceptor refuses deliveries; refuse
+// waits for it.
 func (a *Acceptor) commit(batch []insertRequest) {
-	ctx, cancel := context.WithTimeout(context.Background(), insertTimeout)
-	defer cancel()
-	results, err := a.insertMany(ctx, batch)
-	if err != nil && len(batch) > 1 {
-		// One delivery the database refuses must not fail its neighbours:
-		// store each on its own.
+	a.storing.RLock()
+	defer a.storing.RUnlock()
+	if err := a.refusal(); err != nil {
 		for _, req := range batch {
-			a.commit([]insertRequest{req})
+			req.done <- insertResult{err: err}
 		}
 		return
 	}
-	if err != nil {
-		a.lastFailure.Store(&failure{at: time.Now()})
-	} else {
+	a.store(batch)
+}
+
+// store commits the deliveries whose senders still wait, within the time
+// the last of them waits. When the database refuses the batch for what may
+// be one delivery's fault, it stores each half on its own, so one bad
+// delivery never fails its neighbours; any other failure (unreachable,
+// stalled, full) is every delivery's, and is answered at once.
+func (a *Acceptor) store(batch []insertRequest) {
+	now := time.Now()
+	waiting := make([]insertRequest, 0, len(batch))
+	for _, req := range batch {
+		if req.answerBy.After(now) {
+			waiting = append(waiting, req)
+		}
+	}
+	if len(waiting) == 0 {
+		return
+	}
+	batch = waiting
+	answerBy := batch[0].answerBy
+	for _, req := range batch[1:] {
+		if req.answerBy.After(answerBy) {
+			answerBy = req.answerBy
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), answerBy)
+	results, err := a.insertMany(ctx, batch)
+	cancel()
+	if err != nil && len(batch) > 1 && oneRowsFault(err) {
+		a.store(batch[:len(batch)/2])
+		a.store(batch[len(batch)/2:])
+		return
+	}
+	switch {
+	case err == nil:
 		a.lastFailure.Store(nil)
+	case !oneRowsFault(err):
+		a.lastFailure.Store(&failure{at: time.Now(), reason: "the last delivery could not be stored: the database is failing"})
 	}
 	answered := make(map[string]bool, len(batch))
 	for _, req := range batch {
@@ -240,6 +329,35 @@ func (a *Acceptor) commit(batch []insertRequest) {
 		}
 	}
 }
+
+// oneRowsFault reports whether the database's error may be one row's doing
+// (a value it refuses, a row too big), not the database's: only then is a
+// batch worth splitting.
+func oneRowsFault(err error) bool {
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		switch class := pg.SQLState()[:min(2, len(pg.SQLState()))]; class {
+		case "22", "23", "54": // data exception, integrity constraint, program limit
+			return true
+		}
+		return false
+	}
+	var lite interface{ Code() int }
+	if errors.As(err, &lite) {
+		switch lite.Code() & 0xff { // the primary result code
+		case sqliteTooBig, sqliteConstraint, sqliteMismatch:
+			return true
+		}
+	}
+	return false
+}
+
+// SQLite's primary result codes for a row it refuses.
+const (
+	sqliteTooBig     = 18
+	sqliteConstraint = 19
+	sqliteMismatch   = 20
+)
 
 // insertMany inserts one job per distinct body and reports, by body hash,
 // which were already there. The same body twice in one batch is one job: the

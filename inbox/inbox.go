@@ -126,6 +126,9 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 		closeDB:  db.close,
 	}
 	ib.acceptor.accepting.Store(false) // until Start
+	if w, ok := any(db).(filesWatcher); ok {
+		w.watchFiles(cfg.logger, ib.acceptor.refuse)
+	}
 	ib.acceptor.tracing = cfg.tracing
 	if ib.admin, err = newAdminHandler(ib, client); err != nil {
 		return nil, err

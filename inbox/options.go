@@ -20,6 +20,7 @@ type config struct {
 	maxBatch            int
 	ddl                 []string
 	tracing             bool
+	faults              faultOptions // options_faults.go
 }
 
 const (

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cakemail-go/webhooks"
 	"github.com/cakemail-go/webhooks/inbox"
+	"github.com/cakemail-go/webhooks/internal/testutil"
 )
 
 // servingProcessEnv makes this test binary, run again, serve an inbox on the
@@ -27,9 +28,25 @@ const servingProcessEnv = "INBOX_TEST_SERVE_DATABASE"
 // killed, by its PID, when t ends.
 func startServingProcess(t *testing.T, databaseURL string) string {
 	t.Helper()
+	return startServer(t, databaseURL).url
+}
+
+// servingProcess is an inbox serving in a process of its own.
+type servingProcess struct {
+	url    string
+	pid    int
+	stderr *testutil.SyncBuffer // its log
+}
+
+// startServer is startServingProcess, with the settings of env (holdEnv)
+// and the process's PID and log for a test that signals it.
+func startServer(t *testing.T, databaseURL string, env ...string) *servingProcess {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), servingProcessEnv+"="+databaseURL)
+	cmd.Env = append(append(os.Environ(), servingProcessEnv+"="+databaseURL), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p := &servingProcess{stderr: &testutil.SyncBuffer{}}
+	cmd.Stderr = p.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +54,12 @@ func startServingProcess(t *testing.T, databaseURL string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p.pid = cmd.Process.Pid
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT) // a process the test froze dies only once it runs
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
 	lines := bufio.NewScanner(stdout)
 	for lines.Scan() {
 		if addr, ok := strings.CutPrefix(lines.Text(), "serving on "); ok {
@@ -45,18 +67,34 @@ func startServingProcess(t *testing.T, databaseURL string) string {
 				for lines.Scan() {
 				}
 			}()
-			return "http://" + addr
+			p.url = "http://" + addr
+			return p
 		}
 	}
-	t.Fatalf("the serving process ended before serving: %v", lines.Err())
-	return ""
+	t.Fatalf("the serving process ended before serving: %v: %s", lines.Err(), p.stderr)
+	return nil
 }
+
+// holdEnv makes a serving process's handler keep its transaction for the
+// duration after its write, as slow work after writing would.
+const holdEnv = "INBOX_TEST_HOLD_AFTER_WRITE"
 
 // serveForATest is the serving process: an inbox behind a verifier, until killed.
 func serveForATest(databaseURL string) {
 	ctx := context.Background()
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	ib, err := inbox.Open(ctx, databaseURL, recordingRouter(), inbox.WithLogger(logger), inbox.WithDDL(processedEvents))
+	router := recordingRouter()
+	if hold, err := time.ParseDuration(os.Getenv(holdEnv)); err == nil {
+		router = webhooks.NewRouter()
+		router.OnUnhandled(func(ctx context.Context, e *webhooks.Event) error {
+			if err := recordEvent(ctx, e); err != nil {
+				return err
+			}
+			time.Sleep(hold)
+			return nil
+		})
+	}
+	ib, err := inbox.Open(ctx, databaseURL, router, inbox.WithLogger(logger), inbox.WithDDL(processedEvents))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

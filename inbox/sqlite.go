@@ -61,7 +61,11 @@ type sqliteDB struct {
 	sqliteDialect
 	db        *sql.DB
 	drv       *riversqlite.Driver
+	lock      *os.File // the database file, locked for this process
+	files     *sqliteFiles
 	closeOnce func()
+	// stopWatching is watchFiles's, nil until it runs; close calls it.
+	stopWatching func()
 }
 
 // openSQLite opens (creating if needed) the SQLite file at path. One process
@@ -88,13 +92,29 @@ func openSQLite(path string) (*sqliteDB, error) {
 		lock.Close()
 		return nil, fmt.Errorf("inbox: opening %s: %w", path, err)
 	}
+	files, err := newSQLiteFiles(path, lock)
+	if err != nil {
+		db.Close()
+		lock.Close()
+		return nil, fmt.Errorf("inbox: opening %s: %w", path, err)
+	}
 	stopCheckpoints := checkpointInBackground(db, path+"-wal")
-	return &sqliteDB{
+	s := &sqliteDB{
 		sqliteDialect: sqliteDialect{sqldb.SQLite},
 		db:            db,
 		drv:           riversqlite.New(db),
-		closeOnce:     sync.OnceFunc(func() { stopCheckpoints(); db.Close(); lock.Close() }),
-	}, nil
+		lock:          lock,
+		files:         files,
+	}
+	s.closeOnce = sync.OnceFunc(func() {
+		if s.stopWatching != nil {
+			s.stopWatching()
+		}
+		stopCheckpoints()
+		db.Close()
+		lock.Close()
+	})
+	return s, nil
 }
 
 func (s *sqliteDB) driver() riverdriver.Driver[*sql.Tx] { return s.drv }
