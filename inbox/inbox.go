@@ -127,7 +127,9 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 	}
 	ib.acceptor.accepting.Store(false) // until Start
 	if w, ok := any(db).(filesWatcher); ok {
-		w.watchFiles(cfg.logger, ib.acceptor.refuse)
+		if err := w.watchFiles(cfg.logger, ib.acceptor.refuse); err != nil {
+			return nil, err
+		}
 	}
 	ib.acceptor.tracing = cfg.tracing
 	if ib.admin, err = newAdminHandler(ib, client); err != nil {

@@ -61,8 +61,9 @@ type sqliteDB struct {
 	sqliteDialect
 	db        *sql.DB
 	drv       *riversqlite.Driver
-	lock      *os.File // the database file, locked for this process
-	files     *sqliteFiles
+	path      string
+	lock      *os.File     // the database file, locked for this process
+	files     *sqliteFiles // watchFiles's
 	closeOnce func()
 	// stopWatching is watchFiles's, nil until it runs; close calls it.
 	stopWatching func()
@@ -92,19 +93,13 @@ func openSQLite(path string) (*sqliteDB, error) {
 		lock.Close()
 		return nil, fmt.Errorf("inbox: opening %s: %w", path, err)
 	}
-	files, err := newSQLiteFiles(path, lock)
-	if err != nil {
-		db.Close()
-		lock.Close()
-		return nil, fmt.Errorf("inbox: opening %s: %w", path, err)
-	}
 	stopCheckpoints := checkpointInBackground(db, path+"-wal")
 	s := &sqliteDB{
 		sqliteDialect: sqliteDialect{sqldb.SQLite},
 		db:            db,
 		drv:           riversqlite.New(db),
+		path:          path,
 		lock:          lock,
-		files:         files,
 	}
 	s.closeOnce = sync.OnceFunc(func() {
 		if s.stopWatching != nil {

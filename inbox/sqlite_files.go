@@ -69,8 +69,9 @@ type sqliteFiles struct {
 	walKnown       bool // walID is the log SQLite has open
 }
 
-// newSQLiteFiles records the identities of the files SQLite has just opened;
-// lock is the inbox's own descriptor of the database file.
+// newSQLiteFiles records the identities of the files SQLite has open; lock
+// is the inbox's own descriptor of the database file. SQLite opens the log
+// at its first read of the database, which migrating is.
 func newSQLiteFiles(path string, lock *os.File) (*sqliteFiles, error) {
 	f := &sqliteFiles{path: path, wal: path + "-wal", dir: filepath.Dir(path)}
 	fi, err := lock.Stat()
@@ -107,8 +108,7 @@ func (f *sqliteFiles) check() error {
 	if f.walKnown && (openErr != nil || open[f.walID]) {
 		return sameFile("write-ahead log", f.wal, f.walID)
 	}
-	f.walKnown = err == nil && openErr == nil && open[id]
-	f.walID = id
+	f.walID, f.walKnown = id, err == nil && openErr == nil && open[id]
 	return nil
 }
 
@@ -126,14 +126,19 @@ func sameFile(what, path string, want fileID) error {
 	return nil
 }
 
-// watchFiles checks the database's files every filesCheckInterval until
-// close. Once a path no longer names the file this process writes, it calls
+// watchFiles records the database's files, then checks them every
+// filesCheckInterval until close. Once a path no longer names the file this process writes, it calls
 // refuse, which stops acknowledgements and returns once none is being
 // committed, then saves a copy of the database as this process has it and
 // logs what to do. It does not recover by itself: the files at the paths
 // are no longer the ones it writes, and only an operator can tell which to
 // keep.
-func (s *sqliteDB) watchFiles(log *slog.Logger, refuse func(error)) {
+func (s *sqliteDB) watchFiles(log *slog.Logger, refuse func(error)) error {
+	files, err := newSQLiteFiles(s.path, s.lock)
+	if err != nil {
+		return fmt.Errorf("inbox: the SQLite database's files: %w", err)
+	}
+	s.files = files
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -153,6 +158,7 @@ func (s *sqliteDB) watchFiles(log *slog.Logger, refuse func(error)) {
 		}
 	}()
 	s.stopWatching = func() { close(stop); <-done }
+	return nil
 }
 
 // filesGone saves what this process has of the database where an operator
@@ -167,7 +173,7 @@ func (s *sqliteDB) filesGone(log *slog.Logger, cause error) {
 	}
 	log.Error("inbox: the database's files changed under the running inbox: acknowledgements stopped, and it does not recover by itself. "+
 		"A copy with every acknowledged delivery was saved: stop this process, remove the database and its -wal and -shm files, "+
-		"move the copy to the database's path, and start it again.", append(attrs, "copy", saved)...)
+		"move the copy to the database's path (making its directory again if need be), and start it again.", append(attrs, "copy", saved)...)
 }
 
 // saveCopy writes the database as this process sees it, every committed
@@ -207,5 +213,5 @@ func syncPath(path string) error {
 // filesWatcher is a database whose files can be removed under it: Open has
 // it refuse deliveries through its Acceptor once they are.
 type filesWatcher interface {
-	watchFiles(log *slog.Logger, refuse func(error))
+	watchFiles(log *slog.Logger, refuse func(error)) error
 }
