@@ -36,9 +36,9 @@ type inserter interface {
 // Acceptor acknowledges verified deliveries once their jobs are committed.
 // Mount it behind webhooks.Verifier.Middleware. It answers 202 for a new
 // delivery, 200 for a duplicate, 400 for a delivery older than the duplicate
-// window, and 503 with Retry-After when the delivery could not be stored.
-// Deliveries that arrive while a commit runs share the next one, so one
-// commit acknowledges many.
+// window, and 503 with Retry-After when the delivery could not be stored
+// within its acknowledge timeout. Deliveries that arrive while a commit runs
+// share the next one, so one commit acknowledges many.
 type Acceptor struct {
 	client  inserter
 	log     *slog.Logger
@@ -127,7 +127,8 @@ func (a *Acceptor) Close() {
 }
 
 // ServeHTTP acknowledges a verified delivery once its job is committed:
-// after that, nothing can lose it.
+// after that, nothing can lose it. A delivery not committed by the end of
+// its acknowledge timeout is answered 503.
 func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	event, ok := webhooks.EventFromContext(r.Context())

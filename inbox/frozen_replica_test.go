@@ -19,19 +19,20 @@ import (
 	"github.com/cakemail-go/webhooks/internal/pgtest"
 )
 
-// One of three Postgres replicas freezes (SIGSTOP, as a long pause of its VM
-// would) with its batch transaction open, holding the rows of the jobs it
-// completed in it; another is SIGKILLed. The live one runs every delivery of
-// both while the first is still frozen, and once it wakes nothing is applied
-// twice. Postgres ends the frozen replica's idle session after
+// One Postgres replica freezes (SIGSTOP, as a long pause of its VM would)
+// with its batch transaction open, holding the rows of the jobs it completed
+// in it; another is SIGKILLed. A live one runs every delivery of both while
+// the first is still frozen, and once it wakes nothing is applied twice. Postgres ends the frozen replica's idle session after
 // idle_in_transaction_session_timeout, set shorter here than the inbox's
 // 20 s so that the test is short.
 func TestFrozenReplicaIsRescuedAndAppliesNothingTwice(t *testing.T) {
 	t.Parallel()
 	url := pgtest.URL(t) + "&idle_in_transaction_session_timeout=9000"
-	frozen := startServer(t, url, holdEnv+"=200ms")
-	live := startServer(t, url, holdEnv+"=200ms")
-	killed := startServer(t, url, holdEnv+"=3s")
+	// Handlers that keep their transaction after writing, long enough that
+	// deliveries queue for a turn however slowly the test sends them. Any
+	// replica runs any job: the one to freeze takes 40, the one to kill the
+	// rest, and the live one starts once they have.
+	frozen := startServer(t, url, holdEnv+"=1s", workersEnv+"=40")
 
 	var bodies [][]byte
 	send := func(to *servingProcess, prefix string, n int) {
@@ -49,6 +50,7 @@ func TestFrozenReplicaIsRescuedAndAppliesNothingTwice(t *testing.T) {
 		wg.Wait()
 	}
 	send(frozen, "frozen", 80)
+	killed := startServer(t, url, holdEnv+"=3s")
 	send(killed, "killed", 10)
 
 	ctx := context.Background()
@@ -56,13 +58,15 @@ func TestFrozenReplicaIsRescuedAndAppliesNothingTwice(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close(ctx)
 
-	// Freeze it while its batch holds jobs locked and others wait for a turn.
-	var running, locked int64
+	// Freeze it while its batch holds jobs locked, and the other one runs
+	// jobs too. Any replica may run any job.
+	var running, locked, killedRunning int64
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		require.True(t, time.Now().Before(deadline), "the replica never held a batch open with jobs waiting")
+		require.True(t, time.Now().Before(deadline), "the replica never held a batch open")
 		running, locked = runningOf(t, conn, frozen.pid)
-		if locked == 0 || running == locked {
+		killedRunning, _ = runningOf(t, conn, killed.pid)
+		if locked == 0 || killedRunning == 0 {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
@@ -74,7 +78,8 @@ func TestFrozenReplicaIsRescuedAndAppliesNothingTwice(t *testing.T) {
 	}
 	frozeAt := time.Now()
 	require.NoError(t, syscall.Kill(killed.pid, syscall.SIGKILL))
-	t.Logf("frozen with %d jobs running, %d of them locked in its open batch", running, locked)
+	t.Logf("frozen with %d jobs running, %d of them locked in its open batch; killed with %d running", running, locked, killedRunning)
+	live := startServer(t, url, holdEnv+"=20ms")
 
 	send(live, "live", 10) // the live replica keeps acknowledging
 	processed := func() (rows, distinct int64) {

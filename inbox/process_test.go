@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,9 +76,13 @@ func startServer(t *testing.T, databaseURL string, env ...string) *servingProces
 	return nil
 }
 
-// holdEnv makes a serving process's handler keep its transaction for the
-// duration after its write, as slow work after writing would.
-const holdEnv = "INBOX_TEST_HOLD_AFTER_WRITE"
+// Settings of a serving process. holdEnv makes its handler keep its
+// transaction for the duration after its write, as slow work after writing
+// would; workersEnv is its WithWorkers.
+const (
+	holdEnv    = "INBOX_TEST_HOLD_AFTER_WRITE"
+	workersEnv = "INBOX_TEST_WORKERS"
+)
 
 // serveForATest is the serving process: an inbox behind a verifier, until killed.
 func serveForATest(databaseURL string) {
@@ -94,7 +99,11 @@ func serveForATest(databaseURL string) {
 			return nil
 		})
 	}
-	ib, err := inbox.Open(ctx, databaseURL, router, inbox.WithLogger(logger), inbox.WithDDL(processedEvents))
+	opts := []inbox.Option{inbox.WithLogger(logger), inbox.WithDDL(processedEvents)}
+	if n, err := strconv.Atoi(os.Getenv(workersEnv)); err == nil {
+		opts = append(opts, inbox.WithWorkers(n))
+	}
+	ib, err := inbox.Open(ctx, databaseURL, router, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -1,12 +1,15 @@
 package inbox_test
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -100,4 +103,67 @@ func TestHungPostgresAnswersEveryDeliveryInTime(t *testing.T) {
 	for _, body := range bodies {
 		assert.EqualValues(t, 1, ti.count(t, countProcessed, sha(body)), "lost or applied twice")
 	}
+}
+
+// A delivery the database refuses (here a constraint the operator added)
+// fails alone: the deliveries committed in the same batch are stored, and
+// the health check does not blame the database.
+func TestOneRefusedDeliveryFailsNoNeighbour(t *testing.T) {
+	onBothDatabases(t, func(t *testing.T, url string) {
+		ti := startInbox(t, url, nil)
+		poison := payload("Email.Opened", "refused@example.com")
+		refuse := `ALTER TABLE river_job ADD CONSTRAINT refuse_one CHECK (args->>'body_sha256' <> '` + sha(poison) + `') NOT VALID`
+		if ti.db != nil {
+			refuse = `CREATE TRIGGER refuse_one BEFORE INSERT ON river_job
+				WHEN json_extract(NEW.args, '$.body_sha256') = '` + sha(poison) + `'
+				BEGIN SELECT RAISE(ABORT, 'refused'); END`
+		}
+		require.NoError(t, execOn(ti, refuse))
+
+		var wg sync.WaitGroup
+		codes := make([]int, 32)
+		bodies := make([][]byte, len(codes))
+		for i := range codes {
+			bodies[i] = payload("Email.Opened", fmt.Sprintf("neighbour%d@example.com", i))
+			if i == len(codes)/2 {
+				bodies[i] = poison
+			}
+			wg.Go(func() { codes[i] = ti.post(bodies[i], testSecret) })
+		}
+		wg.Wait()
+		for i, code := range codes {
+			if i == len(codes)/2 {
+				assert.Equal(t, http.StatusServiceUnavailable, code, "the refused delivery")
+				continue
+			}
+			assert.Equal(t, http.StatusAccepted, code, "a neighbour of the refused delivery")
+		}
+		assert.Equal(t, http.StatusOK, ti.get("/healthz").Code, "one refused row is not the database failing: %s", ti.get("/healthz").Body)
+		ti.waitCount(t, int64(len(codes)-1), `SELECT count(*) FROM processed_events`)
+	})
+}
+
+// execOn runs a statement on the inbox's database, beside the inbox.
+func execOn(ti *testInbox, statement string) error {
+	ctx := context.Background()
+	if ti.db == nil {
+		conn, err := pgx.Connect(ctx, ti.pg)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, statement)
+		return err
+	}
+	var path string
+	if err := ti.db.QueryRowContext(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&path); err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, statement)
+	return err
 }
