@@ -84,7 +84,7 @@ type insertResult struct {
 
 // NewAcceptor returns an Acceptor that inserts through client, for a service
 // that runs its own River client with the inbox's Worker registered. Of the
-// options, WithLogger, WithDuplicateWindow and WithAcknowledgeTimeout apply; the client's
+// options, WithLogger and WithDuplicateWindow apply; the client's
 // CompletedJobRetentionPeriod must be at least the duplicate window, or
 // duplicates are forgotten sooner. Close it before stopping the client. It
 // panics on an invalid option or a driver other than riverpgxv5 and
@@ -100,15 +100,15 @@ func NewAcceptor[TTx any](client *river.Client[TTx], opts ...Option) *Acceptor {
 
 func newAcceptor(client inserter, t tuning, cfg *config, m *metrics) *Acceptor {
 	a := &Acceptor{
-		client:     client,
-		log:        cfg.logger,
-		window:     cfg.duplicateWindow,
-		metrics:    m,
-		now:        time.Now,
-		inserts:    make(chan insertRequest),
-		quit:       make(chan struct{}),
-		ackTimeout: cfg.faults.ackTimeout(),
+		client:  client,
+		log:     cfg.logger,
+		window:  cfg.duplicateWindow,
+		metrics: m,
+		now:     time.Now,
+		inserts: make(chan insertRequest),
+		quit:    make(chan struct{}),
 	}
+	a.ackTimeout = cfg.faults.ackTimeout()
 	a.accepting.Store(true)
 	a.wg.Add(t.committers)
 	for range t.committers {
@@ -196,7 +196,8 @@ func (a *Acceptor) answerBy(start time.Time) time.Time {
 func (a *Acceptor) refuse(reason error) {
 	a.refused.Store(&reason)
 	a.storing.Lock()
-	a.storing.Unlock() //nolint:staticcheck // an empty critical section: it waits for the commits that hold storing
+	//lint:ignore SA2001 an empty critical section: taking the lock is waiting for the commits that hold it
+	a.storing.Unlock()
 }
 
 // refusal is why no delivery may be stored any more, or nil.

@@ -64,7 +64,7 @@ func TestFrozenReplicaIsRescuedAndAppliesNothingTwice(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		require.True(t, time.Now().Before(deadline), "the replica never held a batch open")
-		running, locked = runningOf(t, conn, frozen.pid)
+		_, locked = runningOf(t, conn, frozen.pid)
 		killedRunning, _ = runningOf(t, conn, killed.pid)
 		if locked == 0 || killedRunning == 0 {
 			time.Sleep(10 * time.Millisecond)

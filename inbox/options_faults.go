@@ -25,7 +25,8 @@ func (f faultOptions) ackTimeout() time.Duration {
 // WithAcknowledgeTimeout bounds how long a delivery waits for its commit,
 // from the moment it reaches the inbox to its answer: past it, the delivery
 // is answered 503 with Retry-After and Cakemail sends it again (a duplicate,
-// answered 200, if its commit finished after all). The default is 5 seconds.
+// answered 200, if its commit finished after all). The default is 5 seconds,
+// Cakemail's own limit. It applies to Open and NewAcceptor.
 func WithAcknowledgeTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 100*time.Millisecond || d > time.Minute {

@@ -84,7 +84,7 @@ func (l *liveness) loop(stop <-chan struct{}, done chan<- struct{}) {
 		if err := l.beat(ctx); err != nil {
 			l.log.Warn("inbox: heartbeat failed: the database is unreachable, full or read-only", "err", err)
 		} else if err := l.rescue(ctx); err != nil {
-			l.log.Warn("inbox: listing the jobs of dead processes", "err", err)
+			l.log.Warn("inbox: rescuing the jobs of dead processes", "err", err)
 		}
 		if beats++; beats%3600 == 0 {
 			l.db.Exec(ctx, `DELETE FROM cakemail_inbox_client WHERE heartbeat_at < `+l.db.NowMillis()+` - $1`, //nolint:errcheck // tried again in an hour
