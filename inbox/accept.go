@@ -20,8 +20,6 @@ import (
 const (
 	// maxInsertBatch caps how many waiting deliveries share one commit.
 	maxInsertBatch = 256
-	// insertTimeout bounds one commit; past it Cakemail is asked to retry.
-	insertTimeout = 4 * time.Second
 	// retryAfter is what a 503 asks Cakemail to wait, in seconds.
 	retryAfter = "5"
 )
@@ -38,9 +36,9 @@ type inserter interface {
 // Acceptor acknowledges verified deliveries once their jobs are committed.
 // Mount it behind webhooks.Verifier.Middleware. It answers 202 for a new
 // delivery, 200 for a duplicate, 400 for a delivery older than the duplicate
-// window, and 503 with Retry-After when the delivery could not be stored.
-// Deliveries that arrive while a commit runs share the next one, so one
-// commit acknowledges many.
+// window, and 503 with Retry-After when the delivery could not be stored
+// within its acknowledge timeout. Deliveries that arrive while a commit runs
+// share the next one, so one commit acknowledges many.
 type Acceptor struct {
 	client      inserter
 	subscribers []subscriber // WithSubscriber's, beside the default
@@ -58,14 +56,23 @@ type Acceptor struct {
 	quit    chan struct{}      // closed when no more deliveries are accepted
 	closing sync.Once
 	wg      sync.WaitGroup // the committers
+	// ackTimeout bounds a delivery's wait, from ServeHTTP to its answer.
+	ackTimeout time.Duration
 
 	lastFailure atomic.Pointer[failure] // the last commit's failure, nil once one succeeds
 	accepting   atomic.Bool             // false before Start and after Close
 	tracing     bool
+
+	// refused is why no delivery may be stored any more (the database's
+	// files are gone), nil while they may. A commit reads it under storing,
+	// so refuse can wait for the commits already past it.
+	refused atomic.Pointer[error]
+	storing sync.RWMutex
 }
 
 type failure struct {
-	at time.Time
+	at     time.Time
+	reason string // what health says
 }
 
 type insertRequest struct {
@@ -73,7 +80,10 @@ type insertRequest struct {
 	// subscribers are the added subscribers whose routers handle the
 	// event: each gets a job of its own, in the same commit.
 	subscribers []string
-	done        chan insertResult // buffered, so a committer never waits on a caller
+	// answerBy is when its sender stops waiting and answers 503: a commit
+	// of it is of no use to anyone waiting past that.
+	answerBy time.Time
+	done     chan insertResult // buffered, so a committer never waits on a caller
 }
 
 type insertResult struct {
@@ -83,7 +93,7 @@ type insertResult struct {
 
 // NewAcceptor returns an Acceptor that inserts through client, for a service
 // that runs its own River client, configured with RiverConfig, with the
-// inbox's Worker registered. Of the options, WithLogger,
+// inbox's Worker registered. Of the options, WithLogger, WithAcknowledgeTimeout,
 // WithDuplicateWindow, WithMaxAttempts, WithSubscriber and WithTracing
 // apply. At the first delivery it logs an error for each subscriber's queue
 // that no River client works. Close it before stopping the client. It panics
@@ -112,6 +122,7 @@ func newAcceptor(client inserter, t tuning, cfg *config, m *metrics) *Acceptor {
 		inserts:     make(chan insertRequest),
 		quit:        make(chan struct{}),
 	}
+	a.ackTimeout = cfg.ackTimeout
 	a.accepting.Store(true)
 	a.wg.Add(t.committers)
 	for range t.committers {
@@ -130,7 +141,8 @@ func (a *Acceptor) Close() {
 }
 
 // ServeHTTP acknowledges a verified delivery once its job is committed:
-// after that, nothing can lose it.
+// after that, nothing can lose it. A delivery not committed by the end of
+// its acknowledge timeout is answered 503.
 func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	event, ok := webhooks.EventFromContext(r.Context())
@@ -159,7 +171,7 @@ func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.tracing {
 		defer traceAccept(r, start, args, &res)()
 	}
-	res = a.insert(args, subscribers)
+	res = a.insert(args, subscribers, a.answerBy(start))
 	switch {
 	case res.err != nil:
 		a.log.ErrorContext(r.Context(), "delivery not stored: asking Cakemail to retry", "event", event.Type, "err", res.err)
@@ -181,25 +193,70 @@ func (a *Acceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var (
 	errStopping     = errors.New("inbox: shutting down")
 	errNotAccepting = errors.New("inbox: not started, or stopping")
+	errNotInTime    = errors.New("inbox: the delivery's commit did not finish in time")
 )
 
 // open starts accepting; an Inbox opens its Acceptor in Start.
 func (a *Acceptor) open() { a.accepting.Store(true) }
 
-// insert waits for the delivery's commit. It does not give up when the
-// caller does: the commit decides, and a delivery stored after Cakemail hung
-// up is recognised as a duplicate when it comes again.
-func (a *Acceptor) insert(args DeliveryArgs, subscribers []string) insertResult {
-	req := insertRequest{args: args, subscribers: subscribers, done: make(chan insertResult, 1)}
+// answerBy is when a delivery that reached the inbox at start stops waiting
+// for its commit: a little before its acknowledge timeout, so that the 503
+// leaves in time even on a busy machine.
+func (a *Acceptor) answerBy(start time.Time) time.Time {
+	return start.Add(a.ackTimeout - a.ackTimeout/20)
+}
+
+// refuse makes every later delivery get 503 for reason, for good, and
+// returns once the commits already under way have ended: after it, nothing
+// more is acknowledged.
+func (a *Acceptor) refuse(reason error) {
+	a.refused.Store(&reason)
+	a.storing.Lock()
+	//lint:ignore SA2001 an empty critical section: taking the lock is waiting for the commits that hold it
+	a.storing.Unlock()
+}
+
+// refusal is why no delivery may be stored any more, or nil.
+func (a *Acceptor) refusal() error {
+	if err := a.refused.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// insert waits for the delivery's commit until answerBy, and past it
+// answers with errNotInTime. The commit may still finish after: a delivery
+// stored after its 503 is recognised as a duplicate when it comes again.
+func (a *Acceptor) insert(args DeliveryArgs, subscribers []string, answerBy time.Time) insertResult {
 	if !a.accepting.Load() {
 		return insertResult{err: errNotAccepting}
 	}
+	if err := a.refusal(); err != nil {
+		return insertResult{err: err}
+	}
+	req := insertRequest{args: args, subscribers: subscribers, answerBy: answerBy, done: make(chan insertResult, 1)}
+	late := time.NewTimer(time.Until(answerBy))
+	defer late.Stop()
 	select {
 	case a.inserts <- req:
 	case <-a.quit:
 		return insertResult{err: errStopping}
+	case <-late.C:
+		return a.notInTime()
 	}
-	return <-req.done
+	select {
+	case res := <-req.done:
+		return res
+	case <-late.C:
+		return a.notInTime()
+	}
+}
+
+// notInTime records a delivery that waited its whole acknowledge timeout:
+// the database is too slow to store deliveries, and health says so.
+func (a *Acceptor) notInTime() insertResult {
+	a.lastFailure.Store(&failure{at: time.Now(), reason: "a delivery could not be stored in time: the database is failing or stalled"})
+	return insertResult{err: errNotInTime}
 }
 
 // commitLoop stores deliveries in batches: whatever arrived while the last
@@ -226,22 +283,56 @@ func (a *Acceptor) commitLoop() {
 	}
 }
 
+// commit stores a batch unless the acceptor refuses deliveries; refuse
+// waits for it.
 func (a *Acceptor) commit(batch []insertRequest) {
-	ctx, cancel := context.WithTimeout(context.Background(), insertTimeout)
-	defer cancel()
-	results, err := a.insertMany(ctx, batch)
-	if err != nil && len(batch) > 1 {
-		// One delivery the database refuses must not fail its neighbours:
-		// store each on its own.
+	a.storing.RLock()
+	defer a.storing.RUnlock()
+	if err := a.refusal(); err != nil {
 		for _, req := range batch {
-			a.commit([]insertRequest{req})
+			req.done <- insertResult{err: err}
 		}
 		return
 	}
-	if err != nil {
-		a.lastFailure.Store(&failure{at: time.Now()})
-	} else {
+	a.store(batch)
+}
+
+// store commits the deliveries whose senders still wait, within the time
+// the last of them waits. When the database refuses the batch for what may
+// be one delivery's fault, it stores each half on its own, so one bad
+// delivery never fails its neighbours; any other failure (unreachable,
+// stalled, full) is every delivery's, and is answered at once.
+func (a *Acceptor) store(batch []insertRequest) {
+	now := time.Now()
+	waiting := make([]insertRequest, 0, len(batch))
+	for _, req := range batch {
+		if req.answerBy.After(now) {
+			waiting = append(waiting, req)
+		}
+	}
+	if len(waiting) == 0 {
+		return
+	}
+	batch = waiting
+	answerBy := batch[0].answerBy
+	for _, req := range batch[1:] {
+		if req.answerBy.After(answerBy) {
+			answerBy = req.answerBy
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), answerBy)
+	results, err := a.insertMany(ctx, batch)
+	cancel()
+	if err != nil && len(batch) > 1 && oneRowsFault(err) {
+		a.store(batch[:len(batch)/2])
+		a.store(batch[len(batch)/2:])
+		return
+	}
+	switch {
+	case err == nil:
 		a.lastFailure.Store(nil)
+	case !oneRowsFault(err):
+		a.lastFailure.Store(&failure{at: time.Now(), reason: "the last delivery could not be stored: the database is failing"})
 	}
 	answered := make(map[string]bool, len(batch))
 	for _, req := range batch {
@@ -256,6 +347,35 @@ func (a *Acceptor) commit(batch []insertRequest) {
 		}
 	}
 }
+
+// oneRowsFault reports whether the database's error may be one row's doing
+// (a value it refuses, a row too big), not the database's: only then is a
+// batch worth splitting.
+func oneRowsFault(err error) bool {
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		switch class := pg.SQLState()[:min(2, len(pg.SQLState()))]; class {
+		case "22", "23", "54": // data exception, integrity constraint, program limit
+			return true
+		}
+		return false
+	}
+	var lite interface{ Code() int }
+	if errors.As(err, &lite) {
+		switch lite.Code() & 0xff { // the primary result code
+		case sqliteTooBig, sqliteConstraint, sqliteMismatch:
+			return true
+		}
+	}
+	return false
+}
+
+// SQLite's primary result codes for a row it refuses.
+const (
+	sqliteTooBig     = 18
+	sqliteConstraint = 19
+	sqliteMismatch   = 20
+)
 
 // insertMany inserts the jobs of each distinct body, one per subscriber, and
 // reports, by body hash, which deliveries were already there: those none of

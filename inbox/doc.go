@@ -57,15 +57,20 @@
 // Dead letters are listed and retried with River UI (AdminHandler) or the
 // cakemail-inbox command.
 //
-// # Crashes, restarts and full disks
+// # Crashes, restarts, full disks and hangs
 //
 // Each process beats a heartbeat row every second; the running jobs of a
-// process whose heartbeat stopped are handed to a live one within seconds. A
-// heartbeat is a write, so the health check, which reads only what the
-// heartbeats and commits recorded, turns unhealthy while the database is
-// unreachable, full, read-only or frozen, and answers at once whatever the
-// filesystem does. SQLite runs in WAL mode with synchronous=FULL; its log is
-// checkpointed in the background and kept under 64 MiB.
+// process whose heartbeat stopped are handed to a live one within seconds,
+// and on Postgres a frozen process's open transaction is ended after 20 s
+// idle, freeing the jobs it held. A heartbeat is a write, so the health
+// check, which reads only what the heartbeats and commits recorded, turns
+// unhealthy while the database is unreachable, full, read-only or frozen,
+// and answers at once whatever the filesystem does. Every delivery is
+// answered within WithAcknowledgeTimeout (5 s) of its arrival, with 503 if
+// it was not stored by then. SQLite runs in WAL mode with synchronous=FULL;
+// its log is checkpointed in the background and kept under 64 MiB, and an
+// inbox whose database file, log or directory is removed or replaced stops
+// acknowledging and saves a copy of what it stored.
 //
 // # Subscribers
 //

@@ -126,6 +126,11 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 		closeDB:  db.close,
 	}
 	ib.acceptor.accepting.Store(false) // until Start
+	if w, ok := any(db).(filesWatcher); ok {
+		if err := w.watchFiles(cfg.logger, ib.acceptor.refuse); err != nil {
+			return nil, err
+		}
+	}
 	ib.acceptor.tracing = cfg.tracing
 	if ib.admin, err = newAdminHandler(ib, client, db.conn(), cfg); err != nil {
 		return nil, err

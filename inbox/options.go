@@ -55,7 +55,7 @@ func (t target) applies() string {
 	case forWorker:
 		return "the worker takes WithLogger, WithJobTimeout, WithTxTimeout, WithMaxBatch, WithDuplicateWindow, WithSubscriber and WithOrderKey"
 	case forAcceptor:
-		return "the acceptor takes WithLogger, WithDuplicateWindow, WithMaxAttempts, WithSubscriber and WithTracing"
+		return "the acceptor takes WithLogger, WithDuplicateWindow, WithMaxAttempts, WithAcknowledgeTimeout, WithSubscriber and WithTracing"
 	default:
 		return "RiverConfig takes WithDuplicateWindow, WithDeadLetterRetention, WithWorkers, WithSubscriber and WithTracing"
 	}
@@ -70,12 +70,13 @@ type config struct {
 	workers             int
 	adminHosts          []string // WithAdminHosts, in admin_options.go
 	jobTimeout          time.Duration
-	txTimeout           time.Duration // 0: DefaultTxTimeout (options_tx.go)
+	txTimeout           time.Duration
 	maxBatch            int
 	ddl                 []string
 	tracing             bool
 	subscribers         []subscriber // added with WithSubscriber, in order
 	orderKey            func(e *webhooks.Event) (string, bool)
+	ackTimeout          time.Duration
 }
 
 const (
@@ -88,6 +89,13 @@ const (
 	DefaultMaxAttempts = 25
 	// DefaultJobTimeout bounds one handler run by default.
 	DefaultJobTimeout = time.Minute
+	// DefaultTxTimeout bounds by default how long a handler keeps its Tx
+	// after its first statement. On SQLite, acknowledgements and heartbeats
+	// wait while a handler keeps it: 2 s keeps both answering within 3 s.
+	DefaultTxTimeout = 2 * time.Second
+	// DefaultAcknowledgeTimeout is how long a delivery may wait for its
+	// commit by default before it is answered 503: Cakemail's own limit.
+	DefaultAcknowledgeTimeout = 5 * time.Second
 )
 
 // mustConfig is buildConfig for the constructors that return no error:
@@ -110,6 +118,8 @@ func buildConfig(t target, opts []Option) (*config, error) {
 		deadLetterRetention: DefaultDeadLetterRetention,
 		maxAttempts:         DefaultMaxAttempts,
 		jobTimeout:          DefaultJobTimeout,
+		txTimeout:           DefaultTxTimeout,
+		ackTimeout:          DefaultAcknowledgeTimeout,
 		maxBatch:            256,
 	}
 	var first error
@@ -200,6 +210,36 @@ func WithJobTimeout(d time.Duration) Option {
 			return fmt.Errorf("inbox: WithJobTimeout(%s): want a positive duration", d)
 		}
 		c.jobTimeout = d
+		return nil
+	})
+}
+
+// WithTxTimeout bounds how long a handler may keep its Tx after its first
+// statement, on both databases. Past it, the handler's context is cancelled,
+// its effects are rolled back, its later calls fail with ErrTxDone, and River
+// retries the delivery with backoff; the handler's cooperation is not needed.
+// The default is DefaultTxTimeout. It applies to Open and NewWorker.
+func WithTxTimeout(d time.Duration) Option {
+	return option("WithTxTimeout", forWorker, func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("inbox: WithTxTimeout(%s): want a positive duration", d)
+		}
+		c.txTimeout = d
+		return nil
+	})
+}
+
+// WithAcknowledgeTimeout bounds how long a delivery waits for its commit,
+// from the moment it reaches the inbox to its answer: past it, the delivery
+// is answered 503 with Retry-After and Cakemail sends it again (a duplicate,
+// answered 200, if its commit finished after all). The default is
+// DefaultAcknowledgeTimeout. It applies to Open and NewAcceptor.
+func WithAcknowledgeTimeout(d time.Duration) Option {
+	return option("WithAcknowledgeTimeout", forAcceptor, func(c *config) error {
+		if d < 100*time.Millisecond || d > time.Minute {
+			return fmt.Errorf("inbox: WithAcknowledgeTimeout(%s): want 100ms to 1m", d)
+		}
+		c.ackTimeout = d
 		return nil
 	})
 }

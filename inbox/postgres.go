@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -78,9 +79,31 @@ func (postgresDialect) execTxAll(ctx context.Context, tx pgx.Tx, stmts []stateme
 // postgresDB is a Postgres database; any number of processes may share it.
 type postgresDB struct {
 	postgresDialect
-	pool *pgxpool.Pool
+	pool *pgxpool.Pool // River's: acknowledgements, batches, fetches
+	own  *pgxpool.Pool // the inbox's own statements: heartbeats, rescues, metrics
 	drv  *riverpgxv5.Driver
 }
+
+// Session settings. A process that stops without closing its connections
+// (SIGSTOP, a long pause of its VM, a network partition) leaves its open
+// transactions holding their row locks; these bound what it can hold up.
+const (
+	// idleInTransactionTimeout is how long Postgres lets an inbox session
+	// sit idle inside a transaction before it ends the session, freeing its
+	// locks: a frozen replica's batch gives its jobs up after that. It must
+	// stay well above the longest legitimate pause inside a batch
+	// transaction, a handler working between two of its statements, which
+	// the handler hold limit bounds to a few seconds. A URL that sets
+	// idle_in_transaction_session_timeout itself keeps its value.
+	idleInTransactionTimeout = 20 * time.Second
+	// ownLockTimeout bounds how long the inbox's own statements wait for a
+	// lock: a heartbeat or a rescue must never queue behind a frozen
+	// process's transaction.
+	ownLockTimeout = 500 * time.Millisecond
+	// ownMaxConns is the inbox's own pool: the heartbeat and the rescue
+	// take one, metrics another, and none of them waits for River's.
+	ownMaxConns = 3
+)
 
 func openPostgres(ctx context.Context, rawURL string) (*postgresDB, error) {
 	cfg, err := sqldb.PostgresConfig(rawURL)
@@ -92,17 +115,30 @@ func openPostgres(ctx context.Context, rawURL string) (*postgresDB, error) {
 		// River's fetches, completions and maintenance take a few more.
 		cfg.MaxConns = 24
 	}
+	params := cfg.ConnConfig.RuntimeParams
+	if _, set := params["idle_in_transaction_session_timeout"]; !set {
+		params["idle_in_transaction_session_timeout"] = strconv.FormatInt(idleInTransactionTimeout.Milliseconds(), 10)
+	}
+	ownCfg := cfg.Copy()
+	ownCfg.MaxConns = ownMaxConns
+	ownCfg.MinConns = 0
+	ownCfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(ownLockTimeout.Milliseconds(), 10)
 	pool, err := sqldb.ConnectPostgres(ctx, cfg)
 	if err != nil {
 		return nil, errors.New("inbox: " + err.Error())
 	}
-	return &postgresDB{postgresDialect: postgresDialect{sqldb.Postgres}, pool: pool, drv: riverpgxv5.New(pool)}, nil
+	own, err := sqldb.ConnectPostgres(ctx, ownCfg)
+	if err != nil {
+		pool.Close()
+		return nil, errors.New("inbox: " + err.Error())
+	}
+	return &postgresDB{postgresDialect: postgresDialect{sqldb.Postgres}, pool: pool, own: own, drv: riverpgxv5.New(pool)}, nil
 }
 
 func (p *postgresDB) driver() riverdriver.Driver[pgx.Tx] { return p.drv }
-func (p *postgresDB) conn() sqldb.Conn                   { return sqldb.PostgresConn(p.pool) }
+func (p *postgresDB) conn() sqldb.Conn                   { return sqldb.PostgresConn(p.own) }
 func (p *postgresDB) singleProcess() bool                { return false }
-func (p *postgresDB) close()                             { p.pool.Close() }
+func (p *postgresDB) close()                             { p.own.Close(); p.pool.Close() }
 
 func (p *postgresDB) withMigrationLock(ctx context.Context, fn func() error) error {
 	conn, err := p.pool.Acquire(ctx)

@@ -89,7 +89,7 @@ func TestWorkerAndAcceptorRefuseOptionsThatDoNotApply(t *testing.T) {
 	defer db.Close()
 	client, err := river.NewClient(riversqlite.New(db), &river.Config{})
 	require.NoError(t, err)
-	assert.PanicsWithError(t, "inbox: WithOrderKey does not apply to NewAcceptor: the acceptor takes WithLogger, WithDuplicateWindow, WithMaxAttempts, WithSubscriber and WithTracing", func() {
+	assert.PanicsWithError(t, "inbox: WithOrderKey does not apply to NewAcceptor: the acceptor takes WithLogger, WithDuplicateWindow, WithMaxAttempts, WithAcknowledgeTimeout, WithSubscriber and WithTracing", func() {
 		inbox.NewAcceptor(client, inbox.WithOrderKey(func(*webhooks.Event) (string, bool) { return "", false }))
 	})
 }

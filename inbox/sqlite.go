@@ -68,7 +68,12 @@ type sqliteDB struct {
 	sqliteDialect
 	db        *sql.DB
 	drv       *riversqlite.Driver
+	path      string
+	lock      *os.File     // the database file, locked for this process
+	files     *sqliteFiles // watchFiles's
 	closeOnce func()
+	// stopWatching is watchFiles's, nil until it runs; close calls it.
+	stopWatching func()
 }
 
 // openSQLite opens (creating if needed) the SQLite file at path. One process
@@ -96,12 +101,22 @@ func openSQLite(path string) (*sqliteDB, error) {
 		return nil, fmt.Errorf("inbox: opening %s: %w", path, err)
 	}
 	stopCheckpoints := checkpointInBackground(db, path+"-wal")
-	return &sqliteDB{
+	s := &sqliteDB{
 		sqliteDialect: sqliteDialect{sqldb.SQLite},
 		db:            db,
 		drv:           riversqlite.New(db),
-		closeOnce:     sync.OnceFunc(func() { stopCheckpoints(); db.Close(); lock.Close() }),
-	}, nil
+		path:          path,
+		lock:          lock,
+	}
+	s.closeOnce = sync.OnceFunc(func() {
+		if s.stopWatching != nil {
+			s.stopWatching()
+		}
+		stopCheckpoints()
+		db.Close()
+		lock.Close()
+	})
+	return s, nil
 }
 
 func (s *sqliteDB) driver() riverdriver.Driver[*sql.Tx] { return s.drv }

@@ -137,7 +137,7 @@ func TestLateTxUseLeavesTheProcessStoppable(t *testing.T) {
 		db := openDatabase(t, url)
 
 		for i := range 5 {
-			code, _ := postTo(t, p.url, payload("Email.Opened", fmt.Sprintf("late%d@example.com", i)))
+			code := postedTo(t, p.url, payload("Email.Opened", fmt.Sprintf("late%d@example.com", i)))
 			require.Equal(t, http.StatusAccepted, code)
 		}
 		want := 5 * lateCallsPerDelivery(postgres)
@@ -146,7 +146,7 @@ func TestLateTxUseLeavesTheProcessStoppable(t *testing.T) {
 		assert.Equal(t, want, strings.Count(p.output.String(), "transaction has ended"), p.output.String())
 
 		for i := range 25 {
-			code, took := postTo(t, p.url, payload("Email.Opened", fmt.Sprintf("after%d@example.com", i)))
+			code, took := postTimedTo(t, p.url, payload("Email.Opened", fmt.Sprintf("after%d@example.com", i)))
 			require.Equal(t, http.StatusAccepted, code)
 			assert.Less(t, took, 3*time.Second, "delivery %d", i)
 		}
@@ -167,20 +167,6 @@ func TestLateTxUseLeavesTheProcessStoppable(t *testing.T) {
 			t.Fatalf("SIGTERM did not stop the process in 15 s: %s", p.logs.String())
 		}
 	})
-}
-
-// postTo sends a signed delivery to a serving process and reports its answer
-// and how long it took.
-func postTo(t *testing.T, baseURL string, body []byte) (int, time.Duration) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, baseURL+"/webhooks/cakemail", strings.NewReader(string(body)))
-	require.NoError(t, err)
-	req.Header.Set("X-Signature", webhooks.Sign(body, testSecret))
-	start := time.Now()
-	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	return resp.StatusCode, time.Since(start)
 }
 
 // openDatabase is a testInbox that only reads the database another process serves.

@@ -63,7 +63,7 @@ func newWorker[TTx any](router *webhooks.Router, d dialect[TTx], cfg *config, m 
 		dialect:  d,
 		log:      cfg.logger,
 		timeout:  cfg.jobTimeout,
-		batches:  newBatcher[TTx](cfg.maxBatch, cfg.txTimeoutOrDefault(), d.tuning()),
+		batches:  newBatcher[TTx](cfg.maxBatch, cfg.txTimeout, d.tuning()),
 		metrics:  m,
 	}
 }

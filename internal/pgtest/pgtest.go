@@ -75,6 +75,61 @@ func (s *Server) Restart(t testing.TB) {
 	}
 }
 
+// Freeze stops every process of the server with SIGSTOP, by PID, as a hung
+// host would: connections stay open and nothing answers. It returns the
+// function that resumes them, which t's end also calls.
+func (s *Server) Freeze(t testing.TB) (thaw func()) {
+	t.Helper()
+	postmaster := s.s.cmd.Process.Pid
+	// The postmaster first, so that it forks no backend the list misses.
+	pids := []int{postmaster}
+	if err := syscall.Kill(postmaster, syscall.SIGSTOP); err != nil {
+		t.Fatalf("stopping the postmaster: %v", err)
+	}
+	children, err := childrenOf(postmaster)
+	if err != nil {
+		syscall.Kill(postmaster, syscall.SIGCONT)
+		t.Fatalf("listing the postmaster's children: %v", err)
+	}
+	for _, pid := range children {
+		if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+			pids = append(pids, pid)
+		}
+	}
+	thaw = sync.OnceFunc(func() {
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	})
+	t.Cleanup(thaw)
+	return thaw
+}
+
+// childrenOf lists the processes whose parent is pid, from /proc.
+func childrenOf(pid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var children []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // it ended meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			children = append(children, child)
+		}
+	}
+	return children, nil
+}
+
 // postgresServer is a Postgres started for these tests in a temporary
 // directory, on a free loopback port.
 type postgresServer struct {
