@@ -3,7 +3,6 @@ package inbox
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/cakemail-go/webhooks/inbox/internal/sqldb"
 )
@@ -99,18 +98,6 @@ func deadLetterOrphans(ctx context.Context, db sqldb.Conn) (map[string]int64, er
 
 // orphanSweepBeats is how many heartbeats apart the sweep runs.
 const orphanSweepBeats = 5
-
-// steady reports whether this process may judge others: alone on its
-// database, or beating without a failure for deadAfter (after an outage,
-// the others need as long as this one to beat again).
-func (l *liveness) steady() bool {
-	if l.alone {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return !l.healthySince.IsZero() && time.Since(l.healthySince) >= deadAfter
-}
 
 // deadLetterOrphans runs the sweep and logs what it moved.
 func (l *liveness) deadLetterOrphans(ctx context.Context) {
