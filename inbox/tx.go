@@ -307,8 +307,10 @@ func (t *jobTx[TTx]) end(handlerErr error) error {
 // error, for River to retry with backoff.
 func (t *jobTx[TTx]) expire(granted time.Time) {
 	held := &heldError{held: time.Since(granted), bound: t.timeout}
-	t.stopHandler(held)
+	// The Tx dies before the handler hears of it: a handler that wakes on
+	// its context's end finds its Tx ended, not merely cancelled.
 	t.kill(held)
+	t.stopHandler(held)
 	t.expired.Store(held)
 	t.sem <- struct{}{}
 	defer t.unlock()
