@@ -226,13 +226,14 @@ func (c *cli) printJobs(jobs []*rivertype.JobRow) {
 		return
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tSTATE\tFINISHED")
+	fmt.Fprintln(tw, "ID\tTYPE\tSUBSCRIBER\tSTATE\tFINISHED")
 	for _, job := range jobs {
 		finished := "-"
 		if job.FinalizedAt != nil {
 			finished = when(*job.FinalizedAt)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", job.ID, orDash(string(decodeDelivery(job).EventType)), job.State, finished)
+		d := decodeDelivery(job)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", job.ID, orDash(string(d.EventType)), subscriberOf(d), job.State, finished)
 	}
 	tw.Flush()
 }
