@@ -307,11 +307,12 @@ func (t *jobTx[TTx]) end(handlerErr error) error {
 // error, for River to retry with backoff.
 func (t *jobTx[TTx]) expire(granted time.Time) {
 	held := &heldError{held: time.Since(granted), bound: t.timeout}
-	// The Tx dies before the handler hears of it: a handler that wakes on
-	// its context's end finds its Tx ended, not merely cancelled.
+	// The Tx is marked taken back, then dies, before the handler hears of
+	// it: a handler that wakes on its context's end finds its Tx ended,
+	// and if it returns before the take-back below, end takes it back.
+	t.expired.Store(held)
 	t.kill(held)
 	t.stopHandler(held)
-	t.expired.Store(held)
 	t.sem <- struct{}{}
 	defer t.unlock()
 	t.takeBack(held)
