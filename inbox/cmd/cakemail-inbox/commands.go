@@ -114,6 +114,11 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Fprint(c.stderr, replayWarning)
+	if !*dryRun {
+		if err := waitSettled(ctx, jobs); err != nil {
+			return err
+		}
+	}
 	done, err := c.requeue(ctx, s, sqldb.CompletedStates, jobs, *dryRun)
 	if err != nil {
 		return err
@@ -151,6 +156,28 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "replayed %s finished %s: the running receiver runs their handlers again\n", what, window)
 	return nil
+}
+
+// waitSettled waits until the newest of jobs completed sqldb.CompletedSettle
+// ago, so that a delivery that has just completed is replayed, not left
+// alone (a little more, for the database's clock and this one's to differ).
+func waitSettled(ctx context.Context, jobs []*rivertype.JobRow) error {
+	var newest time.Time
+	for _, job := range jobs {
+		if job.FinalizedAt != nil && job.FinalizedAt.After(newest) {
+			newest = *job.FinalizedAt
+		}
+	}
+	wait := time.Until(newest.Add(sqldb.CompletedSettle + 500*time.Millisecond))
+	if wait <= 0 {
+		return nil
+	}
+	select {
+	case <-time.After(min(wait, sqldb.CompletedSettle+time.Second)):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // findCompleted lists the completed deliveries that match f, newest first.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DeliveryKind is the River job kind of a delivery, inbox.DeliveryArgs{}.Kind().
@@ -28,20 +29,31 @@ const StaleMark = "cakemail_inbox_stale"
 // maxIDsPerStatement bounds one statement's list of ids.
 const maxIDsPerStatement = 1000
 
+// CompletedSettle is how long ago a delivery must have completed for a
+// replay to move it. The inbox completes a job in its effects' transaction;
+// River's completer then records the same outcome a moment later, matching
+// the job by id and a running state only. A job moved and already running
+// again within that moment would be marked completed by the late record, and
+// its new run's effects refused: the replay would count a run that never
+// happened.
+const CompletedSettle = 2 * time.Second
+
 // Requeue makes the deliveries among ids that are in one of states available
 // to run now, and returns the ids it moved, in order. Each chunk of ids is one
 // statement that checks the state and moves the job at once, so two
 // operators, or an operator and River, can never both move a job: one that
 // is running, waiting or already moved by someone else is left alone, and
-// counts for nobody. A job whose attempts are spent gets one more, as
+// counts for nobody. A completed job is moved only once it completed
+// CompletedSettle ago. A job whose attempts are spent gets one more, as
 // River's own retry does.
 func Requeue(ctx context.Context, c Conn, states []string, ids []int64) ([]int64, error) {
 	stateList := sqlList(states)
 	query := `UPDATE river_job SET state = 'available', scheduled_at = ` + c.Now() + `, finalized_at = NULL,
 		max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
 		metadata = ` + c.MetadataWithout("cancel_attempted_at", StaleMark) + `
-		WHERE kind = $1 AND state IN (` + stateList + `) AND ` + c.IDIn("$2") + ` RETURNING id`
-	return inChunks(ctx, c, "moving jobs back to the queue", query, ids, DeliveryKind)
+		WHERE kind = $1 AND (state <> 'completed' OR ` + c.SecondsSince("finalized_at") + ` >= $2)
+		AND state IN (` + stateList + `) AND ` + c.IDIn("$3") + ` RETURNING id`
+	return inChunks(ctx, c, "moving jobs back to the queue", query, ids, DeliveryKind, int64(CompletedSettle.Seconds()))
 }
 
 // WaitingStates are the jobs waiting to run: new, scheduled, or waiting
