@@ -437,8 +437,12 @@ func FuzzVerify(f *testing.F) {
 			return
 		}
 		verifier, err := webhooks.NewVerifier([]string{key})
-		if err != nil {
-			t.Fatal(err)
+		if padded := strings.TrimSpace(key) != key; padded || err != nil {
+			// A secret with whitespace around it is refused, and only such a secret.
+			if !padded || err == nil {
+				t.Fatalf("NewVerifier(%q): %v", key, err)
+			}
+			return
 		}
 		_ = verifier.Verify(payload, header)
 		if int64(len(payload)) > webhooks.DefaultMaxBodyBytes {
