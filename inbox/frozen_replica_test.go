@@ -25,7 +25,7 @@ import (
 // 20 s so that the test is short.
 func TestFrozenReplicaIsRescuedAndAppliesNothingTwice(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t) + "&idle_in_transaction_session_timeout=9000"
+	url := pgtest.URL(t) + "&idle_in_transaction_session_timeout=6000"
 	// Handlers that keep their transaction after writing, long enough that
 	// deliveries queue for a turn however slowly the test sends them. Any
 	// replica runs any job: the one to freeze takes 40, the one to kill the

@@ -169,7 +169,7 @@ func TestSQLiteKeepsAcknowledgingWhileAHandlerHoldsItsTransaction(t *testing.T) 
 
 	stopWatching := make(chan struct{})
 	health := watchHealth(ti, stopWatching)
-	a := sendPaced(ti, "other", 50, 8*time.Second)
+	a := sendPaced(ti, "other", 50, 6*time.Second)
 	close(stopWatching)
 	t.Log(a)
 	if unhealthy := <-health; len(unhealthy) > 0 {
