@@ -42,10 +42,9 @@ type liveness struct {
 	mu           sync.Mutex
 	healthySince time.Time // zero while heartbeats fail
 
-	// stop and done are the running loop's, nil while none runs; start and
+	// stop ends the running heartbeat, nil while none runs; start and
 	// close run under the Inbox's lock.
-	stop chan struct{}
-	done chan struct{}
+	stop func()
 }
 
 func newLiveness(db sqldb.Conn, alone bool, clientID string, queues []string, working *inFlight, log *slog.Logger) *liveness {
@@ -71,35 +70,29 @@ func (l *liveness) start(ctx context.Context) error {
 	if l.steady() {
 		l.deadLetterOrphans(ctx)
 	}
-	l.stop, l.done = make(chan struct{}), make(chan struct{})
-	go l.loop(l.stop, l.done)
+	beats := 0
+	l.stop = every(heartbeatInterval, func() bool {
+		l.tick(beats)
+		beats++
+		return true
+	})
 	return nil
 }
 
-func (l *liveness) loop(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(heartbeatInterval)
-	defer t.Stop()
-	beats := 0
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), heartbeatInterval)
-		if err := l.beat(ctx); err != nil {
-			l.log.Warn("inbox: heartbeat failed: the database is unreachable, full or read-only", "err", err)
-		} else if err := l.rescue(ctx); err != nil {
-			l.log.Warn("inbox: rescuing the jobs of dead processes", "err", err)
-		} else if beats%orphanSweepBeats == 0 && l.steady() {
-			l.deadLetterOrphans(ctx)
-		}
-		if beats++; beats%3600 == 0 {
-			l.db.Exec(ctx, `DELETE FROM cakemail_inbox_client WHERE heartbeat_at < `+l.db.NowMillis()+` - $1`, //nolint:errcheck // tried again in an hour
-				forgetAfter.Milliseconds())
-		}
-		cancel()
+// tick is one heartbeat: beat, then rescue, and now and then the sweeps.
+func (l *liveness) tick(beats int) {
+	ctx, cancel := context.WithTimeout(context.Background(), heartbeatInterval)
+	defer cancel()
+	if err := l.beat(ctx); err != nil {
+		l.log.Warn("inbox: heartbeat failed: the database is unreachable, full or read-only", "err", err)
+	} else if err := l.rescue(ctx); err != nil {
+		l.log.Warn("inbox: rescuing the jobs of dead processes", "err", err)
+	} else if beats%orphanSweepBeats == 0 && l.steady() {
+		l.deadLetterOrphans(ctx)
+	}
+	if (beats+1)%3600 == 0 {
+		l.db.Exec(ctx, `DELETE FROM cakemail_inbox_client WHERE heartbeat_at < `+l.db.NowMillis()+` - $1`, //nolint:errcheck // tried again in an hour
+			forgetAfter.Milliseconds())
 	}
 }
 
@@ -109,9 +102,8 @@ func (l *liveness) close(ctx context.Context) {
 	if l.stop == nil {
 		return
 	}
-	close(l.stop)
-	<-l.done
-	l.stop, l.done = nil, nil
+	l.stop()
+	l.stop = nil
 	l.db.Exec(ctx, `DELETE FROM cakemail_inbox_client WHERE id = $1`, l.clientID) //nolint:errcheck // a stale row only delays nothing: this process runs no job any more
 	forgetQueues(ctx, l.db, l.clientID)                                           //nolint:errcheck // rows of a process without a heartbeat count for nothing
 }

@@ -140,28 +140,16 @@ func (s *sqliteDB) withMigrationLock(_ context.Context, fn func() error) error {
 // one connection, at most one thread is ever caught that way, and the health
 // check still gets a processor to answer on.
 func checkpointInBackground(db *sql.DB, walPath string) (stop func()) {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(checkpointInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				mode := "PASSIVE"
-				if fi, err := os.Stat(walPath); err == nil && fi.Size() > maxWALBytes {
-					mode = "TRUNCATE"
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), checkpointInterval)
-				db.ExecContext(ctx, "PRAGMA wal_checkpoint("+mode+")") //nolint:errcheck // the next tick tries again
-				cancel()
-			}
+	return every(checkpointInterval, func() bool {
+		mode := "PASSIVE"
+		if fi, err := os.Stat(walPath); err == nil && fi.Size() > maxWALBytes {
+			mode = "TRUNCATE"
 		}
-	}()
-	return func() { close(done); <-stopped }
+		ctx, cancel := context.WithTimeout(context.Background(), checkpointInterval)
+		db.ExecContext(ctx, "PRAGMA wal_checkpoint("+mode+")") //nolint:errcheck // the next tick tries again
+		cancel()
+		return true
+	})
 }
 
 // lockFile takes an exclusive lock on the database file, held until the

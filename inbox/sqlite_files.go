@@ -139,25 +139,14 @@ func (s *sqliteDB) watchFiles(log *slog.Logger, refuse func(error)) error {
 		return fmt.Errorf("inbox: the SQLite database's files: %w", err)
 	}
 	s.files = files
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(filesCheckInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			if err := s.files.check(); err != nil {
-				refuse(fmt.Errorf("%w: deliveries are refused until it is restarted", err))
-				s.filesGone(log, err)
-				return
-			}
+	s.stopWatching = every(filesCheckInterval, func() bool {
+		if err := s.files.check(); err != nil {
+			refuse(fmt.Errorf("%w: deliveries are refused until it is restarted", err))
+			s.filesGone(log, err)
+			return false
 		}
-	}()
-	s.stopWatching = func() { close(stop); <-done }
+		return true
+	})
 	return nil
 }
 
