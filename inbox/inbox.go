@@ -67,7 +67,7 @@ func Open(ctx context.Context, databaseURL string, router *webhooks.Router, opts
 		}
 		return open(ctx, db, router, cfg)
 	}
-	db, err := openPostgres(ctx, target.PostgresURL)
+	db, err := openPostgres(ctx, target.PostgresURL, cfg.txTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -96,8 +96,9 @@ const (
 	// locks: a frozen replica's batch gives its jobs up after that. It must
 	// stay well above the longest legitimate pause inside a batch
 	// transaction, a handler working between two of its statements, which
-	// the handler hold limit bounds to a few seconds. A URL that sets
-	// idle_in_transaction_session_timeout itself keeps its value.
+	// WithTxTimeout bounds (DefaultTxTimeout), so it is at least ten times
+	// that bound. A URL that sets idle_in_transaction_session_timeout itself
+	// keeps its value.
 	idleInTransactionTimeout = 20 * time.Second
 	// ownLockTimeout bounds how long the inbox's own statements wait for a
 	// lock: a heartbeat or a rescue must never queue behind a frozen
@@ -108,7 +109,9 @@ const (
 	ownMaxConns = 3
 )
 
-func openPostgres(ctx context.Context, rawURL string) (*postgresDB, error) {
+// openPostgres connects to the database at rawURL for an inbox whose
+// handlers may keep their transaction txTimeout.
+func openPostgres(ctx context.Context, rawURL string, txTimeout time.Duration) (*postgresDB, error) {
 	cfg, err := sqldb.PostgresConfig(rawURL)
 	if err != nil {
 		return nil, errors.New("inbox: database URL: " + err.Error())
@@ -120,7 +123,8 @@ func openPostgres(ctx context.Context, rawURL string) (*postgresDB, error) {
 	}
 	params := cfg.ConnConfig.RuntimeParams
 	if _, set := params["idle_in_transaction_session_timeout"]; !set {
-		params["idle_in_transaction_session_timeout"] = strconv.FormatInt(idleInTransactionTimeout.Milliseconds(), 10)
+		idle := max(idleInTransactionTimeout, 10*txTimeout)
+		params["idle_in_transaction_session_timeout"] = strconv.FormatInt(idle.Milliseconds(), 10)
 	}
 	ownCfg := cfg.Copy()
 	ownCfg.MaxConns = ownMaxConns

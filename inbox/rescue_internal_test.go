@@ -54,7 +54,7 @@ func TestHeartbeatForgetsAFailureOnceItBeatsAgain(t *testing.T) {
 func TestRescueGoesOnPastOneOwnersError(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := openPostgres(ctx, pgtest.URL(t))
+	db, err := openPostgres(ctx, pgtest.URL(t), DefaultTxTimeout)
 	require.NoError(t, err)
 	defer db.close()
 	require.NoError(t, migrate(ctx, db, nil))
@@ -102,7 +102,7 @@ func TestPostgresSessionsBoundWhatAFrozenProcessHolds(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.URL(t)
 	for _, c := range []struct{ url, idle string }{{url, "20s"}, {url + "&idle_in_transaction_session_timeout=7000", "7s"}} {
-		db, err := openPostgres(ctx, c.url)
+		db, err := openPostgres(ctx, c.url, DefaultTxTimeout)
 		require.NoError(t, err)
 		river, err := sqldb.PostgresConn(db.pool).QueryStrings(ctx, `SHOW idle_in_transaction_session_timeout`)
 		require.NoError(t, err)
