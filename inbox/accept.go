@@ -115,6 +115,8 @@ func newAcceptor(client inserter, t tuning, cfg *config, m *metrics) *Acceptor {
 		client:      client,
 		subscribers: cfg.subscribers,
 		maxAttempts: cfg.maxAttempts,
+		ackTimeout:  cfg.ackTimeout,
+		tracing:     cfg.tracing,
 		log:         cfg.logger,
 		window:      cfg.duplicateWindow,
 		metrics:     m,
@@ -122,7 +124,6 @@ func newAcceptor(client inserter, t tuning, cfg *config, m *metrics) *Acceptor {
 		inserts:     make(chan insertRequest),
 		quit:        make(chan struct{}),
 	}
-	a.ackTimeout = cfg.ackTimeout
 	a.accepting.Store(true)
 	a.wg.Add(t.committers)
 	for range t.committers {

@@ -131,7 +131,6 @@ func open[TTx any](ctx context.Context, db database[TTx], router *webhooks.Route
 			return nil, err
 		}
 	}
-	ib.acceptor.tracing = cfg.tracing
 	if ib.admin, err = newAdminHandler(ib, client, db.conn(), cfg); err != nil {
 		return nil, err
 	}
