@@ -59,21 +59,19 @@ func TestFrozenReplicaIsRescuedAndAppliesNothingTwice(t *testing.T) {
 	// Freeze it while its batch holds jobs locked, and the other one runs
 	// jobs too. Any replica may run any job.
 	var running, locked, killedRunning int64
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		require.True(t, time.Now().Before(deadline), "the replica never held a batch open")
+	require.Eventually(t, func() bool {
 		_, locked = runningOf(t, conn, frozen.pid)
 		killedRunning, _ = runningOf(t, conn, killed.pid)
 		if locked == 0 || killedRunning == 0 {
-			time.Sleep(10 * time.Millisecond)
-			continue
+			return false
 		}
 		require.NoError(t, syscall.Kill(frozen.pid, syscall.SIGSTOP))
 		if running, locked = runningOf(t, conn, frozen.pid); locked > 0 {
-			break
+			return true
 		}
 		require.NoError(t, syscall.Kill(frozen.pid, syscall.SIGCONT)) // its batch committed just before: again
-	}
+		return false
+	}, 20*time.Second, 10*time.Millisecond, "the replica never held a batch open")
 	frozeAt := time.Now()
 	require.NoError(t, syscall.Kill(killed.pid, syscall.SIGKILL))
 	t.Logf("frozen with %d jobs running, %d of them locked in its open batch; killed with %d running", running, locked, killedRunning)
@@ -84,35 +82,24 @@ func TestFrozenReplicaIsRescuedAndAppliesNothingTwice(t *testing.T) {
 		require.NoError(t, conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT body_sha256) FROM processed_events`).Scan(&rows, &distinct))
 		return rows, distinct
 	}
-	for {
+	require.Eventually(t, func() bool {
 		rows, _ := processed()
-		if rows >= int64(len(bodies)) {
-			break
-		}
-		require.Less(t, time.Since(frozeAt), 25*time.Second, "%d of %d deliveries processed 25 s into the freeze", rows, len(bodies))
-		time.Sleep(50 * time.Millisecond)
-	}
+		return rows >= int64(len(bodies))
+	}, 25*time.Second-time.Since(frozeAt), 50*time.Millisecond, "not every delivery processed 25 s into the freeze")
 	t.Logf("every delivery processed %s after the freeze, the frozen replica still stopped", time.Since(frozeAt).Round(time.Millisecond))
 	assert.Contains(t, live.logs.String(), fmt.Sprintf(`-%d-`, frozen.pid), "the live replica never named the frozen one")
 
 	// It wakes: its batch's session is gone, and its jobs are not its own any more.
 	require.NoError(t, syscall.Kill(frozen.pid, syscall.SIGCONT))
-	deadline = time.Now().Add(15 * time.Second)
-	for !healthy(frozen.url) {
-		require.True(t, time.Now().Before(deadline), "the woken replica never turned healthy")
-		time.Sleep(50 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return healthy(frozen.url) }, 15*time.Second, 50*time.Millisecond,
+		"the woken replica never turned healthy")
 	send(frozen, "woken", 10)
 	var unfinished int64
-	for {
+	require.Eventually(t, func() bool {
 		rows, _ := processed()
 		require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state <> 'completed'`).Scan(&unfinished))
-		if rows >= int64(len(bodies)) && unfinished == 0 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "%d of %d processed, %d jobs unfinished 15 s after the wake", rows, len(bodies), unfinished)
-		time.Sleep(50 * time.Millisecond)
-	}
+		return rows >= int64(len(bodies)) && unfinished == 0
+	}, 15*time.Second, 50*time.Millisecond, "not every delivery processed and every job finished 15 s after the wake")
 	rows, distinct := processed()
 	assert.EqualValues(t, len(bodies), distinct, "lost")
 	assert.EqualValues(t, len(bodies), rows, "applied twice")

@@ -106,11 +106,10 @@ func TestRemovedDatabaseFilesStopAcknowledgements(t *testing.T) {
 
 			// Do what the log says: stop, put the copy in place, start again.
 			var copyPath string
-			deadline := time.Now().Add(10 * time.Second)
-			for copyPath = savedCopy(ti.logs.String()); copyPath == ""; copyPath = savedCopy(ti.logs.String()) {
-				require.True(t, time.Now().Before(deadline), "no copy saved: %s", ti.logs)
-				time.Sleep(20 * time.Millisecond)
-			}
+			require.Eventually(t, func() bool {
+				copyPath = savedCopy(ti.logs.String())
+				return copyPath != ""
+			}, 10*time.Second, 20*time.Millisecond, "no copy saved: %s", ti.logs)
 			t.Logf("the log: %s", errorLine(ti.logs.String()))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

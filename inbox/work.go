@@ -111,12 +111,9 @@ func (w *Worker[TTx]) work(ctx context.Context, job *river.Job[DeliveryArgs]) (s
 		return false, w.failed(ctx, job, event, tx.end(err))
 	}
 	if keyed {
-		applies, err := w.applyInOrder(ctx, tx, job, key, event)
-		if err != nil {
-			return false, w.failed(ctx, job, event, tx.end(err))
-		}
-		if !applies {
-			if err := tx.end(nil); err != nil {
+		// A stale event's job completes, its handler unrun.
+		if applies, err := w.applyInOrder(ctx, tx, job, key, event); err != nil || !applies {
+			if err := tx.end(err); err != nil {
 				return false, w.failed(ctx, job, event, err)
 			}
 			return true, nil
